@@ -1,0 +1,5 @@
+//go:build !linux
+
+package policy
+
+func adviseHugePages[T any](s []T) {}

@@ -1,0 +1,144 @@
+package policy
+
+// nameTable maps domain names to the rulesets that block them. It is an
+// open-addressing hash table with linear probing over fixed-size slots and
+// a separate byte arena for the names, so that a million names cost a few
+// large allocations and no pointers for the garbage collector to trace.
+//
+// Names are hashed from their last byte to their first. Walking a query
+// name backwards therefore yields, at every label boundary, the hash of the
+// parent domain to the right of it: one pass over the name probes the name
+// and all its ancestors.
+type nameTable struct {
+	slots []slot
+	mask  uint64
+	// filter is a cache-line-blocked Bloom filter over the stored names:
+	// most probed suffixes are not blocked, and the filter, about 1.25
+	// bytes a name, stays in cache where the slots cannot.
+	filter   []uint64
+	lineMask uint64
+	arena    []byte // for each name: one length byte, then the name
+	count    int
+	// maxLabels is the largest label count of any stored name. A query walk
+	// stops probing once its suffix has more labels than that.
+	maxLabels int
+}
+
+// slot is 16 bytes. tag is the high half of the name's mixed hash with
+// the low bit forced on, so that zero marks an empty slot.
+type slot struct {
+	tag uint32
+	off uint32 // offset of the name's length byte in arena
+	// self is the ruleset applying to the name itself (exact targets and
+	// subdomain targets); below applies to every name under it
+	// (subdomain targets only). Zero means none.
+	self, below uint32
+}
+
+func newNameTable(n, arenaBytes int) nameTable {
+	size := 16
+	for size*3 < n*4 { // load factor at most 3/4
+		size <<= 1
+	}
+	lines := 1
+	for lines*512 < n*10 { // about 10 filter bits a name
+		lines <<= 1
+	}
+	t := nameTable{
+		slots:    make([]slot, size),
+		mask:     uint64(size - 1),
+		filter:   make([]uint64, lines*8),
+		lineMask: uint64(lines - 1),
+		arena:    make([]byte, 0, arenaBytes),
+	}
+	adviseHugePages(t.slots)
+	adviseHugePages(t.arena[:cap(t.arena)])
+	return t
+}
+
+// filterBits returns the filter line (index of its first word) and the
+// three bit positions within the 512-bit line for a mixed hash.
+func (t *nameTable) filterBits(m uint64) (line uint64, b1, b2, b3 uint64) {
+	line = (m >> 40 & t.lineMask) * 8
+	return line, m & 511, m >> 9 & 511, m >> 18 & 511
+}
+
+func (t *nameTable) mayContain(m uint64) bool {
+	line, b1, b2, b3 := t.filterBits(m)
+	w := t.filter[line : line+8 : line+8]
+	return w[b1>>6]&(1<<(b1&63)) != 0 && w[b2>>6]&(1<<(b2&63)) != 0 && w[b3>>6]&(1<<(b3&63)) != 0
+}
+
+// find returns the slot of a name given its raw walk hash, comparing the
+// query bytes case-insensitively against the stored lower-case name.
+func (t *nameTable) find(h uint64, name string) *slot {
+	m := mix(h)
+	if !t.mayContain(m) {
+		return nil
+	}
+	return t.findMixed(m, name)
+}
+
+// findMixed is find for a mixed hash that has passed the filter.
+func (t *nameTable) findMixed(m uint64, name string) *slot {
+	tag := uint32(m>>32) | 1
+	for i := m & t.mask; ; i = (i + 1) & t.mask {
+		s := &t.slots[i]
+		if s.tag == 0 {
+			return nil
+		}
+		if s.tag == tag && t.equal(s.off, name) {
+			return s
+		}
+	}
+}
+
+func (t *nameTable) equal(off uint32, name string) bool {
+	n := int(t.arena[off])
+	if n != len(name) {
+		return false
+	}
+	stored := t.arena[off+1 : off+1+uint32(n)]
+	for i := 0; i < n; i++ {
+		if lower(name[i]) != stored[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// insert returns the slot for a canonical name, adding it if absent.
+func (t *nameTable) insert(name string, labels int) *slot {
+	h := hashName(name)
+	if s := t.find(h, name); s != nil {
+		return s
+	}
+	m := mix(h)
+	i := m & t.mask
+	for t.slots[i].tag != 0 {
+		i = (i + 1) & t.mask
+	}
+	s := &t.slots[i]
+	s.tag = uint32(m>>32) | 1
+	s.off = uint32(len(t.arena))
+	line, b1, b2, b3 := t.filterBits(m)
+	t.filter[line+b1>>6] |= 1 << (b1 & 63)
+	t.filter[line+b2>>6] |= 1 << (b2 & 63)
+	t.filter[line+b3>>6] |= 1 << (b3 & 63)
+	t.arena = append(t.arena, byte(len(name)))
+	t.arena = append(t.arena, name...)
+	t.count++
+	if labels > t.maxLabels {
+		t.maxLabels = labels
+	}
+	return s
+}
+
+// name returns the stored name of a slot.
+func (t *nameTable) name(s *slot) string {
+	n := uint32(t.arena[s.off])
+	return string(t.arena[s.off+1 : s.off+1+n])
+}
+
+// bytes is the memory the table holds.
+func (t *nameTable) bytes() int { return len(t.slots)*16 + cap(t.arena) + len(t.filter)*8 }

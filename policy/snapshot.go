@@ -1,0 +1,307 @@
+// Package policy compiles the orders in force into an immutable Snapshot
+// that answers, for a domain name or an IP address and a client's
+// jurisdiction, whether to block and which order demands it.
+//
+// A Snapshot never changes once built. Publishing a new policy means
+// compiling a new Snapshot and swapping a pointer (see Holder), so a
+// lookup takes no lock and allocates nothing, however many orders change
+// around it.
+package policy
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gaissmai/bart"
+
+	"github.com/writ-project/writ/jurisdiction"
+	"github.com/writ-project/writ/order"
+)
+
+// OrderRef is what a Snapshot knows of one enforced order: enough to
+// justify a block to the client and count it.
+type OrderRef struct {
+	ID         string
+	Authority  order.Authority
+	LegalBasis order.LegalBasis
+	Scope      jurisdiction.Set
+	Expires    time.Time
+	// Counters outlive snapshots: they belong to the order, not to one
+	// compilation of it.
+	Counters *Counters
+}
+
+// Counters count what enforcement points did for one order. They are
+// updated with atomic operations from the hot path.
+type Counters struct {
+	// Blocks counts blocked DNS answers.
+	Blocks atomic.Uint64
+	// acked is when the order was acknowledged to its submitter (Unix
+	// nanoseconds), zero if not in this process's lifetime.
+	acked atomic.Int64
+	// firstBlock is when an enforcement point first blocked for the order.
+	firstBlock atomic.Int64
+}
+
+// Acknowledged records when the order was acknowledged to its submitter,
+// which starts the propagation clock.
+func (c *Counters) Acknowledged(t time.Time) { c.acked.Store(t.UnixNano()) }
+
+// FirstBlock records a block at time now and, the first time it is called
+// after an acknowledgement, returns the time from acknowledgement to this
+// block: the order's propagation latency.
+func (c *Counters) FirstBlock(now time.Time) (time.Duration, bool) {
+	if c.firstBlock.Load() != 0 {
+		return 0, false
+	}
+	acked := c.acked.Load()
+	if acked == 0 || !c.firstBlock.CompareAndSwap(0, now.UnixNano()) {
+		return 0, false
+	}
+	d := time.Duration(now.UnixNano() - acked)
+	if d < 0 {
+		d = 0
+	}
+	return d, true
+}
+
+// CounterSet hands out one Counters per order id and keeps them across
+// snapshots. Its methods are safe for concurrent use; the hot path never
+// calls them (it reaches Counters through OrderRef).
+type CounterSet struct {
+	mu sync.Mutex
+	m  map[string]*Counters
+}
+
+// For returns the counters of the order with the given id.
+func (cs *CounterSet) For(id string) *Counters {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.m == nil {
+		cs.m = map[string]*Counters{}
+	}
+	c, ok := cs.m[id]
+	if !ok {
+		c = &Counters{}
+		cs.m[id] = c
+	}
+	return c
+}
+
+// Each calls f for every order's counters, in no particular order.
+func (cs *CounterSet) Each(f func(id string, c *Counters)) {
+	cs.mu.Lock()
+	copied := make(map[string]*Counters, len(cs.m))
+	for id, c := range cs.m {
+		copied[id] = c
+	}
+	cs.mu.Unlock()
+	for id, c := range copied {
+		f(id, c)
+	}
+}
+
+// ruleset is a set of orders that block the same names or prefixes.
+type ruleset struct {
+	scope  jurisdiction.Set // union of the orders' scopes
+	orders []uint32         // indexes into Snapshot.orders
+}
+
+// Snapshot is a compiled, immutable policy.
+type Snapshot struct {
+	version    uint64
+	compiled   time.Time
+	validUntil time.Time
+	names      nameTable
+	prefixes   *bart.Table[uint32]
+	rulesets   []ruleset // index 0 is the empty ruleset
+	orders     []*OrderRef
+	scope      jurisdiction.Set // union of every enforced order's scope
+	nameCount  int
+	prefixN    int
+}
+
+// Version is the store version the snapshot was compiled from.
+func (s *Snapshot) Version() uint64 { return s.version }
+
+// CompiledAt is the time the snapshot was compiled for.
+func (s *Snapshot) CompiledAt() time.Time { return s.compiled }
+
+// ValidUntil is the next time at which an order compiled in, or left out,
+// takes effect or expires; the policy must be recompiled by then. It is
+// the zero time if no such change is ahead.
+func (s *Snapshot) ValidUntil() time.Time { return s.validUntil }
+
+// Orders returns the orders the snapshot enforces.
+func (s *Snapshot) Orders() []*OrderRef { return s.orders }
+
+// Names is the number of distinct blocked names.
+func (s *Snapshot) Names() int { return s.nameCount }
+
+// Prefixes is the number of distinct blocked IP prefixes.
+func (s *Snapshot) Prefixes() int { return s.prefixN }
+
+// Scope is the set of jurisdictions in which anything is blocked.
+func (s *Snapshot) Scope() jurisdiction.Set { return s.scope }
+
+// MemoryBytes estimates the memory held by the name table.
+func (s *Snapshot) MemoryBytes() int { return s.names.bytes() }
+
+// inScope returns the first order of ruleset r whose scope includes c.
+func (s *Snapshot) inScope(r uint32, c jurisdiction.Code) *OrderRef {
+	rs := &s.rulesets[r]
+	if !rs.scope.Has(c) {
+		return nil
+	}
+	for _, i := range rs.orders {
+		if o := s.orders[i]; o.Scope.Has(c) {
+			return o
+		}
+	}
+	return nil
+}
+
+// MatchName returns the order that blocks name for a client in
+// jurisdiction c, or nil. name is a domain name in presentation format,
+// with or without the trailing dot, in any letter case. When several
+// targets match, the most specific (longest) one's order is returned.
+//
+// MatchName takes no lock and does not allocate.
+func (s *Snapshot) MatchName(name string, c jurisdiction.Code) *OrderRef {
+	if !s.scope.Has(c) || s.names.count == 0 {
+		return nil
+	}
+	t := &s.names
+	n := len(name)
+	if n > 0 && name[n-1] == '.' && !escapedAt(name, n-1) {
+		n--
+	}
+	// Find the label boundaries, then hash the name label by label from
+	// the root down. After each label the hash covers the suffix ending
+	// there, which is probed if it has two labels or more (a single label
+	// is never a target). The walk stops at the depth of the deepest
+	// stored name, and the last match found is the most specific.
+	var dots [maxLabelsQueried]uint16
+	nd := dotPositions(name, n, &dots, strings.IndexByte(name[:n], '\\') >= 0)
+	if nd > len(dots) {
+		nd = len(dots) // deeper than any target can be: see maxLabelsQueried
+	}
+	var (
+		found *OrderRef
+		h     uint64
+		end   = n
+	)
+	for k := nd - 1; k >= -1; k-- {
+		start := 0
+		if k >= 0 {
+			start = int(dots[k]) + 1
+		}
+		h = combine(h, hashLabel(name, start, end))
+		end = start - 1
+		labels := nd - k
+		if labels > t.maxLabels {
+			break
+		}
+		if labels < 2 {
+			continue
+		}
+		m := mix(h)
+		if !t.mayContain(m) {
+			continue
+		}
+		sl := t.findMixed(m, name[start:n])
+		if sl == nil {
+			continue
+		}
+		r := sl.self
+		if k >= 0 {
+			r = sl.below
+		}
+		if r != 0 {
+			if o := s.inScope(r, c); o != nil {
+				found = o
+			}
+		}
+	}
+	return found
+}
+
+// maxLabelsQueried bounds the label boundaries examined in a query name.
+// A wire-format name has at most 127 labels, so every boundary fits.
+const maxLabelsQueried = 128
+
+// escapedAt reports whether the byte at i is escaped by an odd run of
+// backslashes before it, as in the label "a\.b".
+func escapedAt(name string, i int) bool {
+	n := 0
+	for j := i - 1; j >= 0 && name[j] == '\\'; j-- {
+		n++
+	}
+	return n%2 == 1
+}
+
+// MatchAddr returns the order that blocks address a for a client in
+// jurisdiction c, or nil. It takes no lock and does not allocate.
+func (s *Snapshot) MatchAddr(a netip.Addr, c jurisdiction.Code) *OrderRef {
+	if !s.scope.Has(c) || s.prefixN == 0 {
+		return nil
+	}
+	r, ok := s.prefixes.Lookup(a.Unmap())
+	if !ok {
+		return nil
+	}
+	return s.inScope(r, c)
+}
+
+// Match is one reason a name or address is blocked somewhere.
+type Match struct {
+	Order *OrderRef
+	// Target is the blocked name or prefix that matched, as written in
+	// the order ("motogpstream.me (and subdomains)", "203.0.113.0/24").
+	Target string
+}
+
+// ExplainName lists every order that blocks name in any jurisdiction,
+// most specific target first. It allocates; it is for people, not for
+// the hot path.
+func (s *Snapshot) ExplainName(name string) []Match {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	var out []Match
+	labels := strings.Split(name, ".")
+	for i := range labels {
+		suffix := strings.Join(labels[i:], ".")
+		sl := s.names.find(hashName(suffix), suffix)
+		if sl == nil {
+			continue
+		}
+		r := sl.below
+		target := suffix + " (and subdomains)"
+		if i == 0 {
+			r = sl.self
+			if sl.below == 0 {
+				target = suffix
+			}
+		}
+		for _, oi := range s.rulesets[r].orders {
+			out = append(out, Match{Order: s.orders[oi], Target: target})
+		}
+	}
+	return out
+}
+
+// ExplainAddr lists every order that blocks a in any jurisdiction.
+func (s *Snapshot) ExplainAddr(a netip.Addr) []Match {
+	var out []Match
+	for p, r := range s.prefixes.Supernets(netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())) {
+		for _, oi := range s.rulesets[r].orders {
+			if !slices.ContainsFunc(out, func(m Match) bool { return m.Order == s.orders[oi] }) {
+				out = append(out, Match{Order: s.orders[oi], Target: p.String()})
+			}
+		}
+	}
+	return out
+}
