@@ -1,0 +1,102 @@
+package dnsserver
+
+import (
+	"sync/atomic"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/writ-project/writ/jurisdiction"
+)
+
+// Metrics counts what the server does. Counters are plain atomics
+// updated on the query path; Prometheus reads them at scrape time
+// through Collect, so counting never takes a lock.
+type Metrics struct {
+	queriesUDP, queriesTCP atomic.Uint64
+	rcodes                 [24]atomic.Uint64
+	blocks                 atomic.Uint64
+	blocksByScope          [256]atomic.Uint64
+	answerBlocks           atomic.Uint64
+	cacheHits, cacheMisses atomic.Uint64
+	upstreamErrors         atomic.Uint64
+
+	propagation prometheus.Histogram
+}
+
+func newMetrics() *Metrics {
+	return &Metrics{
+		propagation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "writ_order_propagation_seconds",
+			Help:    "Time from an order's acknowledgement (the API's 201) to the first answer this DNS server blocked for it.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
+	}
+}
+
+func (m *Metrics) countQuery(udp bool) {
+	if udp {
+		m.queriesUDP.Add(1)
+	} else {
+		m.queriesTCP.Add(1)
+	}
+}
+
+func (m *Metrics) countRcode(rcode int) {
+	if rcode >= 0 && rcode < len(m.rcodes) {
+		m.rcodes[rcode].Add(1)
+	}
+}
+
+func (m *Metrics) countBlock(c jurisdiction.Code) {
+	m.blocks.Add(1)
+	m.blocksByScope[c].Add(1)
+}
+
+// Blocks returns the number of blocked answers so far.
+func (m *Metrics) Blocks() uint64 { return m.blocks.Load() }
+
+var (
+	descQueries   = prometheus.NewDesc("writ_dns_queries_total", "DNS queries received, by transport.", []string{"transport"}, nil)
+	descResponses = prometheus.NewDesc("writ_dns_responses_total", "DNS responses sent, by response code.", []string{"rcode"}, nil)
+	descBlocks    = prometheus.NewDesc("writ_dns_blocks_total", "Answers blocked by an order, by the client's jurisdiction (scope).", []string{"scope"}, nil)
+	descAnswer    = prometheus.NewDesc("writ_dns_answer_blocks_total", "Blocks decided on the upstream answer (a blocked address or CNAME target), not the query name.", nil, nil)
+	descCache     = prometheus.NewDesc("writ_dns_cache_lookups_total", "Response cache lookups, by result.", []string{"result"}, nil)
+	descUpstream  = prometheus.NewDesc("writ_dns_upstream_errors_total", "Failed attempts at an upstream resolver (timeouts, errors, SERVFAIL, REFUSED).", nil, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descQueries, descResponses, descBlocks, descAnswer, descCache, descUpstream} {
+		ch <- d
+	}
+	m.propagation.Describe(ch)
+}
+
+// Collect implements prometheus.Collector.
+func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(descQueries, m.queriesUDP.Load(), "udp")
+	counter(descQueries, m.queriesTCP.Load(), "tcp")
+	for i := range m.rcodes {
+		if v := m.rcodes[i].Load(); v > 0 {
+			counter(descResponses, v, dns.RcodeToString[i])
+		}
+	}
+	for i := range m.blocksByScope {
+		if v := m.blocksByScope[i].Load(); v > 0 {
+			name := jurisdiction.Code(i).String()
+			if name == "" {
+				name = "unknown"
+			}
+			counter(descBlocks, v, name)
+		}
+	}
+	counter(descAnswer, m.answerBlocks.Load())
+	counter(descCache, m.cacheHits.Load(), "hit")
+	counter(descCache, m.cacheMisses.Load(), "miss")
+	counter(descUpstream, m.upstreamErrors.Load())
+	m.propagation.Collect(ch)
+}
