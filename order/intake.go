@@ -129,7 +129,10 @@ func (in *Intake) Accept(s *Submission, id string, now time.Time) (*Order, error
 	case !authorityID.MatchString(s.Authority.ID):
 		bad.add("authority.id", s.Authority.ID, "is not an identifier: use lower-case letters, digits, '.', '_' and '-', at most 64 characters")
 	}
-	if !s.Authority.Kind.valid() {
+	switch {
+	case s.Authority.Kind == "":
+		bad.add("authority.kind", "", "is missing: court, regulator or delegated_reporter")
+	case !s.Authority.Kind.valid():
 		bad.add("authority.kind", string(s.Authority.Kind), "is not one of court, regulator, delegated_reporter")
 	}
 	var authorityScope jurisdiction.Set

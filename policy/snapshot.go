@@ -51,6 +51,10 @@ type Counters struct {
 // which starts the propagation clock.
 func (c *Counters) Acknowledged(t time.Time) { c.acked.Store(t.UnixNano()) }
 
+// AwaitingFirstBlock reports, with one atomic load, whether a block now
+// would be the order's first since its acknowledgement.
+func (c *Counters) AwaitingFirstBlock() bool { return c.firstBlock.Load() == 0 && c.acked.Load() != 0 }
+
 // FirstBlock records a block at time now and, the first time it is called
 // after an acknowledgement, returns the time from acknowledgement to this
 // block: the order's propagation latency.

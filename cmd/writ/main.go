@@ -1,0 +1,133 @@
+// Command writ receives legal blocking orders, enforces them at its DNS
+// server only for clients in the issuing jurisdiction, and keeps a public
+// record of every order.
+//
+// Run `writ help` for the commands.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+const usage = `writ — legal blocking orders, enforced only where the law applies, on the record.
+
+Usage:
+  writ serve [flags]              run the DNS server, the API and the public record
+  writ order add FILE             submit an order (JSON; "-" reads standard input)
+  writ order list                 list orders
+  writ order show ID              show one order and its history
+  writ order revoke ID            revoke an order: it stops blocking at once
+  writ check NAME --client IP     would NAME be blocked for this client, and why?
+  writ version                    print the version
+
+Try it:
+  writ serve --demo               runs with a sample court order and prints two dig
+                                  commands: one blocked, one not
+
+Run "writ help COMMAND" or "writ COMMAND --help" for a command's flags and examples.
+`
+
+// exitError carries the process exit status of a failed command.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+
+// usageError is a mistake in the command line: exit status 2.
+func usageError(format string, args ...any) error {
+	return &exitError{code: 2, err: fmt.Errorf(format, args...)}
+}
+
+func main() {
+	err := run(os.Args[1:], os.Stdout, os.Stderr)
+	if err == nil {
+		return
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	fmt.Fprintln(os.Stderr, "writ:", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.code)
+	}
+	os.Exit(1)
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError("no command given")
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "serve":
+		return runServe(rest, stdout, stderr)
+	case "order":
+		return runOrder(rest, stdout, stderr)
+	case "check":
+		return runCheck(rest, stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "writ", version)
+		return nil
+	case "help", "-h", "--help", "-help":
+		if len(rest) > 0 {
+			return run(append(rest, "--help"), stdout, stderr)
+		}
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError("unknown command %q", cmd)
+}
+
+// newFlags returns a flag set whose --help prints text, then the flags.
+func newFlags(name, text string, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() {
+		fmt.Fprint(out, strings.TrimLeft(text, "\n"))
+		fmt.Fprintln(out, "\nFlags:")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags, allowing them after positional arguments too
+// ("writ order revoke ID --reason x"), and returns the positionals.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, &exitError{code: 2, err: err}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	*l = append(*l, v)
+	return nil
+}

@@ -1,0 +1,331 @@
+// Package config reads writ's configuration file (YAML), fills in the
+// defaults in one place and validates everything once, with errors that
+// name the setting at fault.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/writ-project/writ/dnsserver"
+	"github.com/writ-project/writ/jurisdiction"
+	"github.com/writ-project/writ/order"
+	"github.com/writ-project/writ/scope"
+)
+
+// Config is the whole configuration of `writ serve`. The YAML keys are
+// the snake_case names in the struct tags; see writ.example.yaml.
+type Config struct {
+	// DataDir holds the database, the generated API token and other state.
+	DataDir string `yaml:"data_dir"`
+	Log     Log    `yaml:"log"`
+	DNS     DNS    `yaml:"dns"`
+	HTTP    HTTP   `yaml:"http"`
+	API     API    `yaml:"api"`
+	// Operator identifies who applies the blocks, in every block notice.
+	Operator Operator `yaml:"operator"`
+	// Scopes maps jurisdictions to client networks: {FR: [192.0.2.0/24]}.
+	Scopes map[string][]string `yaml:"scopes"`
+	// GeoIPDatabase is an optional MaxMind-format country database for
+	// clients outside every declared network.
+	GeoIPDatabase string `yaml:"geoip_database"`
+	Orders        Orders `yaml:"orders"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// DNS configures the DNS enforcement point.
+type DNS struct {
+	Listen          []string `yaml:"listen"`
+	Upstreams       []string `yaml:"upstreams"`
+	UpstreamTimeout Duration `yaml:"upstream_timeout"`
+	BlockMode       string   `yaml:"block_mode"`
+	SinkholeIPv4    string   `yaml:"sinkhole_ipv4"`
+	SinkholeIPv6    string   `yaml:"sinkhole_ipv6"`
+	BlockTTL        Duration `yaml:"block_ttl"`
+	ECSTrusted      []string `yaml:"ecs_trusted"`
+	CacheEntries    int      `yaml:"cache_entries"`
+	MaxCacheTTL     Duration `yaml:"max_cache_ttl"`
+}
+
+// HTTP configures the API and public record server.
+type HTTP struct {
+	Listen string `yaml:"listen"`
+	// PublicURL is how clients reach this server; block notices link to
+	// the public record under it. Default http://<listen>.
+	PublicURL    string `yaml:"public_url"`
+	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+}
+
+// API configures access to the API.
+type API struct {
+	// TokenFile holds the bearer token. Default <data_dir>/api-token,
+	// generated at first start.
+	TokenFile string `yaml:"token_file"`
+}
+
+// Operator identifies the operator in block notices.
+type Operator struct {
+	Name     string   `yaml:"name"`
+	Contact  []string `yaml:"contact"`
+	Language string   `yaml:"language"`
+}
+
+// Orders sets the intake rules.
+type Orders struct {
+	DefaultExpiry     Duration `yaml:"default_expiry"`
+	MaxTargets        int      `yaml:"max_targets"`
+	SharedInfraFile   string   `yaml:"shared_infrastructure_file"`
+	MaxPrefixBitsIPv4 int      `yaml:"max_prefix_bits_ipv4"`
+	MaxPrefixBitsIPv6 int      `yaml:"max_prefix_bits_ipv6"`
+	AllowNames        []string `yaml:"allow_names"`
+}
+
+// Duration is a time.Duration written as "90s", "30m", "12h" or "90d".
+type Duration time.Duration
+
+// UnmarshalYAML parses a duration, accepting a "d" suffix for days.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseDuration parses Go durations plus whole days ("90d").
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("%q is not a duration such as 90d, 12h or 30m", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a duration such as 90d, 12h or 30m", s)
+	}
+	return v, nil
+}
+
+// Defaults.
+const (
+	DefaultDataDir    = "./writ-data"
+	DefaultHTTPListen = "127.0.0.1:8080"
+)
+
+// Default returns the configuration used when no file is given.
+func Default() Config {
+	return Config{
+		DataDir: DefaultDataDir,
+		Log:     Log{Level: "info", Format: "text"},
+		DNS:     DNS{Listen: []string{dnsserver.DefaultListen}},
+		HTTP:    HTTP{Listen: DefaultHTTPListen},
+		Operator: Operator{
+			Language: "en",
+		},
+	}
+}
+
+// Load reads a YAML configuration file over the defaults. Unknown keys
+// are errors, so that a misspelt setting is not silently ignored.
+func Load(path string) (Config, error) {
+	c := Default()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c, fmt.Errorf("config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	// An empty file is a valid, empty configuration.
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Resolved is a validated configuration in the types writ's components
+// take.
+type Resolved struct {
+	DNS       dnsserver.Config
+	Networks  []scope.Network
+	Intake    order.Intake
+	PublicURL string
+	TokenFile string
+	GeoIPPath string
+}
+
+// Resolve validates c and converts it. Every problem is reported, each
+// naming its setting.
+func (c *Config) Resolve() (*Resolved, error) {
+	var errs []error
+	bad := func(key string, format string, args ...any) {
+		errs = append(errs, fmt.Errorf(key+": "+format, args...))
+	}
+	r := &Resolved{GeoIPPath: c.GeoIPDatabase}
+
+	if c.DataDir == "" {
+		bad("data_dir", "is empty")
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q: want text or json", c.Log.Format)
+	}
+
+	d := dnsserver.Config{
+		Listen:          c.DNS.Listen,
+		Upstreams:       c.DNS.Upstreams,
+		UpstreamTimeout: time.Duration(c.DNS.UpstreamTimeout),
+		BlockTTL:        time.Duration(c.DNS.BlockTTL),
+		CacheEntries:    c.DNS.CacheEntries,
+		MaxCacheTTL:     time.Duration(c.DNS.MaxCacheTTL),
+		Operator:        c.Operator.Name,
+		Contact:         c.Operator.Contact,
+		Language:        c.Operator.Language,
+	}
+	if c.DNS.BlockMode != "" {
+		m, err := dnsserver.ParseBlockMode(c.DNS.BlockMode)
+		if err != nil {
+			bad("dns.block_mode", "%v", err)
+		}
+		d.BlockMode = m
+	}
+	parseAddr := func(key, raw string) netip.Addr {
+		if raw == "" {
+			return netip.Addr{}
+		}
+		a, err := netip.ParseAddr(raw)
+		if err != nil {
+			bad(key, "%q is not an IP address", raw)
+		}
+		return a
+	}
+	d.SinkholeV4 = parseAddr("dns.sinkhole_ipv4", c.DNS.SinkholeIPv4)
+	d.SinkholeV6 = parseAddr("dns.sinkhole_ipv6", c.DNS.SinkholeIPv6)
+	for i, s := range c.DNS.ECSTrusted {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				bad(fmt.Sprintf("dns.ecs_trusted[%d]", i), "%q is not an IP address or prefix", s)
+				continue
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		d.ECSTrusted = append(d.ECSTrusted, p.Masked())
+	}
+	if c.DNS.CacheEntries < 0 {
+		d.CacheEntries = -1
+	}
+	r.DNS = d
+	for _, l := range c.DNS.Listen {
+		if _, err := netip.ParseAddrPort(l); err != nil {
+			bad("dns.listen", "%q: want address:port, such as 127.0.0.1:5353", l)
+		}
+	}
+	if _, err := netip.ParseAddrPort(c.HTTP.Listen); err != nil {
+		bad("http.listen", "%q: want address:port, such as 127.0.0.1:8080", c.HTTP.Listen)
+	}
+	r.PublicURL = c.HTTP.PublicURL
+	if r.PublicURL == "" {
+		r.PublicURL = "http://" + c.HTTP.Listen
+	}
+	if !strings.HasPrefix(r.PublicURL, "http://") && !strings.HasPrefix(r.PublicURL, "https://") {
+		bad("http.public_url", "%q: want an http:// or https:// URL", r.PublicURL)
+	}
+	r.TokenFile = c.API.TokenFile
+	if r.TokenFile == "" {
+		r.TokenFile = c.DataDir + "/api-token"
+	}
+
+	for code, list := range c.Scopes {
+		nets, err := scope.ParseMapping(code + "=" + strings.Join(list, ","))
+		if err != nil {
+			bad("scopes."+code, "%v", err)
+			continue
+		}
+		r.Networks = append(r.Networks, nets...)
+	}
+
+	in := order.Intake{
+		DefaultExpiry: time.Duration(c.Orders.DefaultExpiry),
+		MaxTargets:    c.Orders.MaxTargets,
+		Safeguards: order.Safeguards{
+			MaxPrefixBits4: c.Orders.MaxPrefixBitsIPv4,
+			MaxPrefixBits6: c.Orders.MaxPrefixBitsIPv6,
+		},
+	}
+	if b := c.Orders.MaxPrefixBitsIPv4; b < 0 || b > 32 {
+		bad("orders.max_prefix_bits_ipv4", "%d: want 1 to 32", b)
+	}
+	if b := c.Orders.MaxPrefixBitsIPv6; b < 0 || b > 128 {
+		bad("orders.max_prefix_bits_ipv6", "%d: want 1 to 128", b)
+	}
+	for i, n := range c.Orders.AllowNames {
+		name, err := order.NormalizeName(n)
+		if err != nil {
+			bad(fmt.Sprintf("orders.allow_names[%d]", i), "%q %v", n, err)
+			continue
+		}
+		in.Safeguards.AllowNames = append(in.Safeguards.AllowNames, name)
+	}
+	if c.Orders.SharedInfraFile == "" {
+		in.Safeguards.SharedInfra = order.DefaultSharedInfra()
+	} else {
+		f, err := os.Open(c.Orders.SharedInfraFile)
+		if err != nil {
+			bad("orders.shared_infrastructure_file", "%v", err)
+		} else {
+			list, err := order.ParseSharedInfra(f)
+			f.Close()
+			if err != nil {
+				bad("orders.shared_infrastructure_file", "%s: %v", c.Orders.SharedInfraFile, err)
+			}
+			in.Safeguards.SharedInfra = list
+		}
+	}
+	r.Intake = in
+
+	if len(errs) == 0 {
+		if err := r.DNS.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return r, nil
+}
+
+// ParseScopeFlag is the --scope flag's parser: "FR=192.0.2.0/24,…".
+func ParseScopeFlag(s string) (string, []string, error) {
+	code, list, ok := strings.Cut(s, "=")
+	if !ok {
+		return "", nil, fmt.Errorf("--scope %q: want CC=prefix[,prefix…], such as FR=192.0.2.0/24", s)
+	}
+	if _, err := jurisdiction.Parse(strings.TrimSpace(code)); err != nil {
+		return "", nil, fmt.Errorf("--scope %q: %v", s, err)
+	}
+	return strings.ToUpper(strings.TrimSpace(code)), strings.Split(list, ","), nil
+}
