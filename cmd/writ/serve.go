@@ -192,6 +192,17 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		log.Info("scope network", "network", n.Prefix.String(), "jurisdiction", n.Code.String())
 	}
 
+	// Listen for HTTP before anything links to it: with port 0 the public
+	// URL is known only now.
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
+	}
+	defer ln.Close()
+	if cfg.HTTP.PublicURL == "" {
+		res.PublicURL = "http://" + ln.Addr().String()
+	}
+
 	dns, err := dnsserver.New(res.DNS, reg.Policy(), resolver)
 	if err != nil {
 		return err
@@ -213,10 +224,6 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	}, reg, resolver)
 	if err != nil {
 		return err
-	}
-	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http listen %s: %w", cfg.HTTP.Listen, err)
 	}
 	srv := &http.Server{
 		Handler:           handler,
