@@ -149,7 +149,7 @@ func (b *builder) intern(orders []uint32) uint32 {
 	if r, ok := b.interned[string(key)]; ok {
 		return r
 	}
-	rs := ruleset{orders: orders}
+	rs := ruleset{orders: orders, first: b.s.orders[orders[0]]}
 	for _, o := range orders {
 		rs.scope = rs.scope.Union(b.s.orders[o].Scope)
 	}

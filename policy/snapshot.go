@@ -111,8 +111,11 @@ func (cs *CounterSet) Each(f func(id string, c *Counters)) {
 
 // ruleset is a set of orders that block the same names or prefixes.
 type ruleset struct {
-	scope  jurisdiction.Set // union of the orders' scopes
-	orders []uint32         // indexes into Snapshot.orders
+	scope jurisdiction.Set // union of the orders' scopes
+	// first is the first order; most rulesets have only one, and reaching
+	// it directly saves the lookup two memory accesses.
+	first  *OrderRef
+	orders []uint32 // indexes into Snapshot.orders
 }
 
 // Snapshot is a compiled, immutable policy.
@@ -161,7 +164,10 @@ func (s *Snapshot) inScope(r uint32, c jurisdiction.Code) *OrderRef {
 	if !rs.scope.Has(c) {
 		return nil
 	}
-	for _, i := range rs.orders {
+	if rs.first.Scope.Has(c) {
+		return rs.first
+	}
+	for _, i := range rs.orders[1:] {
 		if o := s.orders[i]; o.Scope.Has(c) {
 			return o
 		}

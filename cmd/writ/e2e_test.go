@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,7 +55,7 @@ const (
 
 // node is a running `writ serve` process.
 type node struct {
-	t       *testing.T
+	t       testing.TB
 	cmd     *exec.Cmd
 	dataDir string
 	dnsAddr string
@@ -66,7 +67,7 @@ type node struct {
 	exited  chan struct{}
 }
 
-func upstream(t *testing.T) *localzone.Server {
+func upstream(t testing.TB) *localzone.Server {
 	t.Helper()
 	up, err := localzone.Start("127.0.0.1:0",
 		"motogpstream.me. 300 IN A 198.51.100.7",
@@ -83,7 +84,7 @@ func upstream(t *testing.T) *localzone.Server {
 
 // startNode runs writ serve on free loopback ports and returns once it
 // logs that it is ready (the log line, not a delay, is the signal).
-func startNode(t *testing.T, dataDir string, args ...string) *node {
+func startNode(t testing.TB, dataDir string, args ...string) *node {
 	t.Helper()
 	n := &node{t: t, dataDir: dataDir, exited: make(chan struct{})}
 	n.printed = sync.NewCond(&n.mu)
@@ -300,7 +301,7 @@ type orderResp struct {
 }
 
 // sampleOrder is the testdata order, in force from now until expires.
-func sampleOrder(t *testing.T, expires time.Time) map[string]any {
+func sampleOrder(t testing.TB, expires time.Time) map[string]any {
 	b, err := os.ReadFile("../../testdata/orders-fr-motogp-2025.json")
 	if err != nil {
 		t.Fatal(err)
@@ -467,4 +468,39 @@ func TestDemoDoesWhatItPrints(t *testing.T) {
 	if len(list.Orders) != 1 {
 		t.Fatalf("restarted demo has %d orders", len(list.Orders))
 	}
+}
+
+// BenchmarkPropagation measures, on a real process, the time from the
+// API's 201 for a new order to the first blocked answer an in-scope
+// client receives; p50 and p99 are reported alongside the mean. Each
+// iteration submits a new order for a new name.
+func BenchmarkPropagation(b *testing.B) {
+	up, err := localzone.Start("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer up.Close()
+	n := startNode(b, b.TempDir(), "--upstream", up.Addr(), "--scope", "FR="+frClient+"/32")
+	var lat []time.Duration
+	i := 0
+	for b.Loop() {
+		o := sampleOrder(n.t, time.Now().Add(time.Hour))
+		name := fmt.Sprintf("prop%d.example.com", i)
+		i++
+		o["targets"] = []map[string]any{{"fqdn": name}}
+		var got orderResp
+		if code := n.api("POST", "/v1/orders", o, &got); code != http.StatusCreated {
+			b.Fatalf("submit: %d %+v", code, got)
+		}
+		acked := time.Now()
+		for blockedBy(n.query(frClient, name)) != got.ID {
+			if time.Since(acked) > 10*time.Second {
+				b.Fatal("not blocked 10s after 201")
+			}
+		}
+		lat = append(lat, time.Since(acked))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
