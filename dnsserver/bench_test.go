@@ -17,7 +17,9 @@ import (
 // benchmark measures the handler and not the socket.
 type discardWriter struct{ remote net.Addr }
 
-func (w *discardWriter) LocalAddr() net.Addr         { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53} }
+func (w *discardWriter) LocalAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53}
+}
 func (w *discardWriter) RemoteAddr() net.Addr        { return w.remote }
 func (w *discardWriter) WriteMsg(m *dns.Msg) error   { _, err := m.Pack(); return err }
 func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
