@@ -18,14 +18,12 @@ const (
 	k2 = 0x94d049bb133111eb
 )
 
-// mix is the 64-bit finaliser of MurmurHash3, applied to a suffix hash
-// before it indexes the table.
+// mix spreads a suffix hash's entropy over all 64 bits before it
+// indexes the table and the filter: one multiply, folded both ways.
 func mix(h uint64) uint64 {
-	h ^= h >> 33
-	h *= 0xff51afd7ed558ccd
-	h ^= h >> 33
-	h *= 0xc4ceb9fe1a85ec53
-	h ^= h >> 33
+	h ^= h >> 32
+	h *= 0xd6e8feb86659fd93
+	h ^= h >> 32
 	return h
 }
 
@@ -39,6 +37,10 @@ func combine(suffix, label uint64) uint64 {
 func hashLabel(name string, start, end int) uint64 {
 	h := uint64(end-start+1) * k0
 	p := unsafe.Pointer(unsafe.StringData(name))
+	if end-start <= 8 && end >= 8 {
+		// The common short label: one load.
+		return bits.RotateLeft64((h^lower8(*(*uint64)(unsafe.Add(p, end-8))>>(8*(8-(end-start)))))*k1, 31)
+	}
 	i := start
 	for ; end-i >= 8; i += 8 {
 		h = bits.RotateLeft64((h^lower8(*(*uint64)(unsafe.Add(p, i))))*k1, 31)
@@ -103,13 +105,14 @@ func lower(b byte) byte {
 
 // dotPositions writes to pos the offsets of the unescaped dots of
 // name[:n], scanning eight bytes at a time, and returns how many there
-// are (at most len(pos) are written).
-func dotPositions(name string, n int, pos *[maxLabelsQueried]uint16, escapes bool) int {
+// are (at most len(pos) are written). A name with a backslash is rescanned
+// byte by byte, since an escaped dot is not a label boundary.
+func dotPositions(name string, n int, pos *[maxLabelsQueried]uint16) int {
 	const (
-		ones = 0x0101010101010101
-		low7 = 0x7f7f7f7f7f7f7f7f
-		dots = 0x2e2e2e2e2e2e2e2e
-		high = 0x8080808080808080
+		low7       = 0x7f7f7f7f7f7f7f7f
+		dots       = 0x2e2e2e2e2e2e2e2e
+		backslashs = 0x5c5c5c5c5c5c5c5c
+		high       = 0x8080808080808080
 	)
 	p := unsafe.Pointer(unsafe.StringData(name))
 	count := 0
@@ -120,19 +123,34 @@ func dotPositions(name string, n int, pos *[maxLabelsQueried]uint16, escapes boo
 		} else {
 			w = tail(name, p, i, n)
 		}
-		x := w ^ dots // a dot becomes a zero byte; tail padding does not
+		// zero bytes of x mark dots; tail padding is zero, not a dot
+		x := w ^ dots
 		m := ^((x&low7 + low7) | x | low7) & high
+		y := w ^ backslashs
+		if ^((y&low7+low7)|y|low7)&high != 0 {
+			return escapedDotPositions(name, n, pos)
+		}
 		for m != 0 {
-			at := i + bits.TrailingZeros64(m)/8
-			m &= m - 1
-			if escapes && escapedAt(name, at) {
-				continue
-			}
 			if count < len(pos) {
-				pos[count] = uint16(at)
+				pos[count] = uint16(i + bits.TrailingZeros64(m)/8)
 			}
 			count++
+			m &= m - 1
 		}
+	}
+	return count
+}
+
+func escapedDotPositions(name string, n int, pos *[maxLabelsQueried]uint16) int {
+	count := 0
+	for i := 0; i < n; i++ {
+		if name[i] != '.' || escapedAt(name, i) {
+			continue
+		}
+		if count < len(pos) {
+			pos[count] = uint16(i)
+		}
+		count++
 	}
 	return count
 }

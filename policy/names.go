@@ -1,5 +1,7 @@
 package policy
 
+import "unsafe"
+
 // nameTable maps domain names to the rulesets that block them. It is an
 // open-addressing hash table with linear probing over fixed-size slots and
 // a separate byte arena for the names, so that a million names cost a few
@@ -35,6 +37,10 @@ type slot struct {
 	self, below uint32
 }
 
+// arenaSlack is the spare capacity after the last name that word-wise
+// comparison may read.
+const arenaSlack = 8
+
 func newNameTable(n, arenaBytes int) nameTable {
 	size := 16
 	for size*3 < n*4 { // load factor at most 3/4
@@ -49,7 +55,7 @@ func newNameTable(n, arenaBytes int) nameTable {
 		mask:     uint64(size - 1),
 		filter:   make([]uint64, lines*8),
 		lineMask: uint64(lines - 1),
-		arena:    make([]byte, 0, arenaBytes),
+		arena:    make([]byte, 0, arenaBytes+arenaSlack),
 	}
 	adviseHugePages(t.slots)
 	adviseHugePages(t.arena[:cap(t.arena)])
@@ -93,16 +99,25 @@ func (t *nameTable) findMixed(m uint64, name string) *slot {
 	}
 }
 
+// equal compares a query name, case-insensitively, with the stored
+// lower-case name at off, eight bytes at a time. The arena has eight
+// bytes of slack past its last name, so the word loads stay inside it.
 func (t *nameTable) equal(off uint32, name string) bool {
 	n := int(t.arena[off])
 	if n != len(name) {
 		return false
 	}
-	stored := t.arena[off+1 : off+1+uint32(n)]
-	for i := 0; i < n; i++ {
-		if lower(name[i]) != stored[i] {
+	a := unsafe.Pointer(&t.arena[off+1])
+	q := unsafe.Pointer(unsafe.StringData(name))
+	i := 0
+	for ; n-i >= 8; i += 8 {
+		if lower8(*(*uint64)(unsafe.Add(q, i))) != *(*uint64)(unsafe.Add(a, i)) {
 			return false
 		}
+	}
+	if i < n {
+		mask := uint64(1)<<(8*(n-i)) - 1
+		return lower8(tail(name, q, i, n)) == *(*uint64)(unsafe.Add(a, i))&mask
 	}
 	return true
 }
@@ -125,6 +140,11 @@ func (t *nameTable) insert(name string, labels int) *slot {
 	t.filter[line+b1>>6] |= 1 << (b1 & 63)
 	t.filter[line+b2>>6] |= 1 << (b2 & 63)
 	t.filter[line+b3>>6] |= 1 << (b3 & 63)
+	if cap(t.arena)-len(t.arena) < 1+len(name)+arenaSlack {
+		grown := make([]byte, len(t.arena), 2*cap(t.arena)+1+len(name)+arenaSlack)
+		copy(grown, t.arena)
+		t.arena = grown
+	}
 	t.arena = append(t.arena, byte(len(name)))
 	t.arena = append(t.arena, name...)
 	t.count++

@@ -196,7 +196,7 @@ func (s *Snapshot) MatchName(name string, c jurisdiction.Code) *OrderRef {
 	// is never a target). The walk stops at the depth of the deepest
 	// stored name, and the last match found is the most specific.
 	var dots [maxLabelsQueried]uint16
-	nd := dotPositions(name, n, &dots, strings.IndexByte(name[:n], '\\') >= 0)
+	nd := dotPositions(name, n, &dots)
 	if nd > len(dots) {
 		nd = len(dots) // deeper than any target can be: see maxLabelsQueried
 	}
