@@ -1,6 +1,6 @@
 module github.com/writ-project/writ
 
-go 1.26.8
+go 1.26.0
 
 require (
 	github.com/gaissmai/bart v0.30.0
