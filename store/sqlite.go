@@ -209,38 +209,10 @@ func (s *SQLite) Path() string { return s.path }
 // apart. An id already in use is ErrExists and leaves the store unchanged.
 // A nil error means the order is on disk.
 func (s *SQLite) CreateOrder(ctx context.Context, o *order.Order, events []order.Event) (version uint64, err error) {
-	if o == nil || o.ID == "" {
-		return 0, errors.New("store: create order: order has no id")
-	}
-	doc, err := encodeOrder(o)
-	if err != nil {
-		return 0, fmt.Errorf("store: create order %s: %w", o.ID, err)
-	}
-	if err := checkEventsBelong(o.ID, events); err != nil {
-		return 0, fmt.Errorf("store: create order %s: %w", o.ID, err)
-	}
-	var seqs []uint64
-	version, err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`INSERT INTO orders(id, received_at, status, document) VALUES (?, ?, ?, ?)
-			 ON CONFLICT(id) DO NOTHING`,
-			o.ID, formatTime(o.Received), statusColumn(o), doc)
-		if err != nil {
-			return err
-		}
-		if n, err := res.RowsAffected(); err != nil {
-			return err
-		} else if n == 0 {
-			return ErrExists
-		}
-		seqs, err = insertEvents(ctx, tx, o.ID, events)
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("store: create order %s: %w", o.ID, err)
-	}
-	fillEvents(events, o.ID, seqs)
-	return version, nil
+	return s.writeOrder(ctx, "create", o, events, ErrExists,
+		`INSERT INTO orders(id, received_at, status, document) VALUES (?, ?, ?, ?)
+		 ON CONFLICT(id) DO NOTHING`,
+		func(doc string) []any { return []any{o.ID, formatTime(o.Received), statusColumn(o), doc} })
 }
 
 // UpdateOrder replaces the stored document of an existing order and
@@ -249,34 +221,40 @@ func (s *SQLite) CreateOrder(ctx context.Context, o *order.Order, events []order
 // An unknown id is ErrNotFound: updates never create orders, so a typo in
 // an id cannot conjure one.
 func (s *SQLite) UpdateOrder(ctx context.Context, o *order.Order, events []order.Event) (version uint64, err error) {
+	return s.writeOrder(ctx, "update", o, events, ErrNotFound,
+		`UPDATE orders SET received_at = ?, status = ?, document = ? WHERE id = ?`,
+		func(doc string) []any { return []any{formatTime(o.Received), statusColumn(o), doc, o.ID} })
+}
+
+// writeOrder writes an order's document with stmt and appends its events
+// in one transaction; noRow is the error when stmt affects no row.
+func (s *SQLite) writeOrder(ctx context.Context, op string, o *order.Order, events []order.Event, noRow error, stmt string, args func(doc string) []any) (uint64, error) {
 	if o == nil || o.ID == "" {
-		return 0, errors.New("store: update order: order has no id")
+		return 0, fmt.Errorf("store: %s order: order has no id", op)
 	}
 	doc, err := encodeOrder(o)
 	if err != nil {
-		return 0, fmt.Errorf("store: update order %s: %w", o.ID, err)
+		return 0, fmt.Errorf("store: %s order %s: %w", op, o.ID, err)
 	}
 	if err := checkEventsBelong(o.ID, events); err != nil {
-		return 0, fmt.Errorf("store: update order %s: %w", o.ID, err)
+		return 0, fmt.Errorf("store: %s order %s: %w", op, o.ID, err)
 	}
 	var seqs []uint64
-	version, err = s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx,
-			`UPDATE orders SET received_at = ?, status = ?, document = ? WHERE id = ?`,
-			formatTime(o.Received), statusColumn(o), doc, o.ID)
+	version, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, stmt, args(doc)...)
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 0 {
-			return ErrNotFound
+			return noRow
 		}
 		seqs, err = insertEvents(ctx, tx, o.ID, events)
 		return err
 	})
 	if err != nil {
-		return 0, fmt.Errorf("store: update order %s: %w", o.ID, err)
+		return 0, fmt.Errorf("store: %s order %s: %w", op, o.ID, err)
 	}
 	fillEvents(events, o.ID, seqs)
 	return version, nil
