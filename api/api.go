@@ -141,8 +141,9 @@ func (r *statusRecorder) WriteHeader(code int) {
 // takes constant time, so response timing does not reveal the token.
 func (s *server) authorized(next func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(s.cfg.Token)) != 1 {
+		// The scheme is case-insensitive (RFC 9110, section 11.1).
+		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(s.cfg.Token)) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="writ"`)
 			writeError(w, http.StatusUnauthorized, "this request changes the record and needs the API token: send \"Authorization: Bearer <token>\"", nil)
 			return
@@ -254,6 +255,13 @@ func (s *server) createOrder(w http.ResponseWriter, r *http.Request, principal s
 func (s *server) listOrders(w http.ResponseWriter, r *http.Request) {
 	now := s.reg.Now()
 	want := r.URL.Query().Get("status")
+	switch order.Status(want) {
+	case "", order.StatusHeld, order.StatusScheduled, order.StatusActive, order.StatusExpired, order.StatusRevoked, order.StatusSuspended:
+	default:
+		// A misspelt status would otherwise list no orders, as if none had it.
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("status: %q is not one of held, scheduled, active, expired, revoked, suspended", want), nil)
+		return
+	}
 	out := []orderView{}
 	for _, o := range s.reg.Orders() {
 		v := s.view(o, now)

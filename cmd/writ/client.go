@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -29,7 +28,7 @@ type client struct {
 }
 
 // clientFlags adds the flags every API command shares.
-func clientFlags(fs *flag.FlagSet) *client {
+func clientFlags(fs *cmdFlags) *client {
 	c := &client{http: &http.Client{Timeout: 2 * time.Minute}}
 	fs.StringVar(&c.base, "api", envOr("WRIT_API", "http://"+config.DefaultHTTPListen), "writ server `URL` (env WRIT_API)")
 	fs.StringVar(&c.token, "token", os.Getenv("WRIT_TOKEN"), "API `token` for changes (env WRIT_TOKEN; default: read from --token-file)")
@@ -132,7 +131,7 @@ Examples:
 `
 
 func runOrder(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprint(stdout, strings.TrimLeft(orderHelp, "\n"))
 		if len(args) == 0 {
 			return usageError("order needs a subcommand: add, list, show or revoke")
@@ -140,7 +139,7 @@ func runOrder(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	sub, args := args[0], args[1:]
-	fs := newFlags("order "+sub, orderHelp, stderr)
+	fs := newFlags("order "+sub, orderHelp, stdout, stderr)
 	c := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print the server's JSON answer")
 	var status, reason *string
@@ -263,7 +262,7 @@ Examples:
 `
 
 func runCheck(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("check", checkHelp, stderr)
+	fs := newFlags("check", checkHelp, stdout, stderr)
 	c := clientFlags(fs)
 	clientIP := fs.String("client", "", "client IP `address`; its jurisdiction comes from the server's scope mapping")
 	scopeCode := fs.String("scope", "", "decide for a client in this jurisdiction (ISO 3166-1 alpha-2 `code`)")

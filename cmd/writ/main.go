@@ -81,8 +81,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "writ", version)
 		return nil
 	case "help", "-h", "--help", "-help":
-		if len(rest) > 0 {
-			return run(append(rest, "--help"), stdout, stderr)
+		if len(rest) > 0 && !isHelp(rest[0]) {
+			return run([]string{rest[0], "--help"}, stdout, stderr)
 		}
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -91,11 +91,22 @@ func run(args []string, stdout, stderr io.Writer) error {
 	return usageError("unknown command %q", cmd)
 }
 
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
 // newFlags returns a flag set whose --help prints text, then the flags.
-func newFlags(name, text string, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(out)
+// Help asked for goes to stdout (so that it can be paged); the usage
+// printed after a mistake goes to stderr with the error.
+func newFlags(name, text string, stdout, stderr io.Writer) *cmdFlags {
+	fs := &cmdFlags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), stdout: stdout}
+	fs.SetOutput(stderr)
 	fs.Usage = func() {
+		out := fs.Output()
 		fmt.Fprint(out, strings.TrimLeft(text, "\n"))
 		fmt.Fprintln(out, "\nFlags:")
 		fs.PrintDefaults()
@@ -103,9 +114,25 @@ func newFlags(name, text string, out io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// cmdFlags is a command's flag set and where its help goes.
+type cmdFlags struct {
+	*flag.FlagSet
+	stdout io.Writer
+}
+
 // parse parses flags, allowing them after positional arguments too
 // ("writ order revoke ID --reason x"), and returns the positionals.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+func parse(fs *cmdFlags, args []string) ([]string, error) {
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(fs.stdout)
+			fs.Usage()
+			return nil, flag.ErrHelp
+		}
+	}
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {

@@ -57,7 +57,7 @@ Examples:
 `
 
 func runServe(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", serveHelp, stderr)
+	fs := newFlags("serve", serveHelp, stdout, stderr)
 	var (
 		configPath = fs.String("config", "", "YAML configuration `file`")
 		dataDir    = fs.String("data-dir", "", "directory for the database and the API token (default "+config.DefaultDataDir+")")

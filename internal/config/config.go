@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 	"strconv"
@@ -101,7 +102,9 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return err
+		// As a yaml.TypeError the message carries the line, like yaml's
+		// own errors, and decoding goes on to report every bad value.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	*d = Duration(v)
 	return nil
@@ -240,12 +243,12 @@ func (c *Config) Resolve() (*Resolved, error) {
 	}
 	r.DNS = d
 	for _, l := range c.DNS.Listen {
-		if _, err := netip.ParseAddrPort(l); err != nil {
-			bad("dns.listen", "%q: want address:port, such as 127.0.0.1:5353", l)
+		if !validListen(l) {
+			bad("dns.listen", "%q: want host:port, such as 127.0.0.1:5353 or :53", l)
 		}
 	}
-	if _, err := netip.ParseAddrPort(c.HTTP.Listen); err != nil {
-		bad("http.listen", "%q: want address:port, such as 127.0.0.1:8080", c.HTTP.Listen)
+	if !validListen(c.HTTP.Listen) {
+		bad("http.listen", "%q: want host:port, such as 127.0.0.1:8080 or :8080", c.HTTP.Listen)
 	}
 	r.PublicURL = c.HTTP.PublicURL
 	if r.PublicURL == "" {
@@ -307,15 +310,24 @@ func (c *Config) Resolve() (*Resolved, error) {
 	}
 	r.Intake = in
 
-	if len(errs) == 0 {
-		if err := r.DNS.Validate(); err != nil {
-			errs = append(errs, err)
-		}
+	if err := r.DNS.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return r, nil
+}
+
+// validListen accepts what net.Listen does: a host (name or address, or
+// empty for all) and a port number.
+func validListen(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return false
+	}
+	n, err := strconv.Atoi(port)
+	return err == nil && n >= 0 && n <= 65535
 }
 
 // ParseScopeFlag is the --scope flag's parser: "FR=192.0.2.0/24,…".
