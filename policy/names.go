@@ -1,26 +1,32 @@
 package policy
 
-import "unsafe"
+import (
+	"strings"
+	"unsafe"
+)
 
 // nameTable maps domain names to the rulesets that block them. It is an
 // open-addressing hash table with linear probing over fixed-size slots and
 // a separate byte arena for the names, so that a million names cost a few
 // large allocations and no pointers for the garbage collector to trace.
 //
-// Names are hashed from their last byte to their first. Walking a query
-// name backwards therefore yields, at every label boundary, the hash of the
-// parent domain to the right of it: one pass over the name probes the name
-// and all its ancestors.
+// Names are hashed label by label from the root (see hash.go): a query
+// walk yields, at every label boundary, the hash of the ancestor domain to
+// its right, so one pass probes the name and all its ancestors.
 type nameTable struct {
 	slots []slot
 	mask  uint64
-	// filter is a cache-line-blocked Bloom filter over the stored names:
-	// most probed suffixes are not blocked, and the filter, about 1.25
-	// bytes a name, stays in cache where the slots cannot.
-	filter   []uint64
-	lineMask uint64
-	arena    []byte // for each name: one length byte, then the name
-	count    int
+	// names is a Bloom filter over the stored names: most probed suffixes
+	// are not blocked, and the filter, about 1.25 bytes a name, stays in
+	// cache where the slots cannot.
+	names bloom
+	// sites is a Bloom filter over the last two labels of every stored
+	// name. Every suffix a query probes ends in the query's own last two
+	// labels, so when those are absent nothing can match: most unblocked
+	// queries end after this single probe.
+	sites bloom
+	arena []byte // for each name: one length byte, then the name
+	count int
 	// maxLabels is the largest label count of any stored name. A query walk
 	// stops probing once its suffix has more labels than that.
 	maxLabels int
@@ -46,32 +52,52 @@ func newNameTable(n, arenaBytes int) nameTable {
 	for size*3 < n*4 { // load factor at most 3/4
 		size <<= 1
 	}
-	lines := 1
-	for lines*512 < n*10 { // about 10 filter bits a name
-		lines <<= 1
-	}
 	t := nameTable{
-		slots:    make([]slot, size),
-		mask:     uint64(size - 1),
-		filter:   make([]uint64, lines*8),
-		lineMask: uint64(lines - 1),
-		arena:    make([]byte, 0, arenaBytes+arenaSlack),
+		slots: make([]slot, size),
+		mask:  uint64(size - 1),
+		names: newBloom(n),
+		sites: newBloom(n),
+		arena: make([]byte, 0, arenaBytes+arenaSlack),
 	}
 	adviseHugePages(t.slots)
 	adviseHugePages(t.arena[:cap(t.arena)])
 	return t
 }
 
-// filterBits returns the filter line (index of its first word) and the
-// three bit positions within the 512-bit line for a mixed hash.
-func (t *nameTable) filterBits(m uint64) (line uint64, b1, b2, b3 uint64) {
-	line = (m >> 40 & t.lineMask) * 8
+// bloom is a cache-line-blocked Bloom filter: the three bits of a key lie
+// in one 64-byte line, so a check costs one memory access.
+type bloom struct {
+	words    []uint64
+	lineMask uint64
+}
+
+// newBloom sizes a filter for n keys at about 10 bits a key, for a false
+// positive rate near 1%.
+func newBloom(n int) bloom {
+	lines := 1
+	for lines*512 < n*10 {
+		lines <<= 1
+	}
+	return bloom{words: make([]uint64, lines*8), lineMask: uint64(lines - 1)}
+}
+
+// bits returns the line (index of its first word) and the three bit
+// positions within the 512-bit line for a mixed hash.
+func (f *bloom) bits(m uint64) (line uint64, b1, b2, b3 uint64) {
+	line = (m >> 40 & f.lineMask) * 8
 	return line, m & 511, m >> 9 & 511, m >> 18 & 511
 }
 
-func (t *nameTable) mayContain(m uint64) bool {
-	line, b1, b2, b3 := t.filterBits(m)
-	w := t.filter[line : line+8 : line+8]
+func (f *bloom) add(m uint64) {
+	line, b1, b2, b3 := f.bits(m)
+	f.words[line+b1>>6] |= 1 << (b1 & 63)
+	f.words[line+b2>>6] |= 1 << (b2 & 63)
+	f.words[line+b3>>6] |= 1 << (b3 & 63)
+}
+
+func (f *bloom) mayContain(m uint64) bool {
+	line, b1, b2, b3 := f.bits(m)
+	w := f.words[line : line+8 : line+8]
 	return w[b1>>6]&(1<<(b1&63)) != 0 && w[b2>>6]&(1<<(b2&63)) != 0 && w[b3>>6]&(1<<(b3&63)) != 0
 }
 
@@ -79,7 +105,7 @@ func (t *nameTable) mayContain(m uint64) bool {
 // query bytes case-insensitively against the stored lower-case name.
 func (t *nameTable) find(h uint64, name string) *slot {
 	m := mix(h)
-	if !t.mayContain(m) {
+	if !t.names.mayContain(m) {
 		return nil
 	}
 	return t.findMixed(m, name)
@@ -136,10 +162,8 @@ func (t *nameTable) insert(name string, labels int) *slot {
 	s := &t.slots[i]
 	s.tag = uint32(m>>32) | 1
 	s.off = uint32(len(t.arena))
-	line, b1, b2, b3 := t.filterBits(m)
-	t.filter[line+b1>>6] |= 1 << (b1 & 63)
-	t.filter[line+b2>>6] |= 1 << (b2 & 63)
-	t.filter[line+b3>>6] |= 1 << (b3 & 63)
+	t.names.add(m)
+	t.sites.add(mix(hashName(site(name))))
 	if cap(t.arena)-len(t.arena) < 1+len(name)+arenaSlack {
 		grown := make([]byte, len(t.arena), 2*cap(t.arena)+1+len(name)+arenaSlack)
 		copy(grown, t.arena)
@@ -154,11 +178,17 @@ func (t *nameTable) insert(name string, labels int) *slot {
 	return s
 }
 
-// name returns the stored name of a slot.
-func (t *nameTable) name(s *slot) string {
-	n := uint32(t.arena[s.off])
-	return string(t.arena[s.off+1 : s.off+1+n])
+// site returns the last two labels of a canonical name of two labels or
+// more.
+func site(name string) string {
+	last := strings.LastIndexByte(name, '.')
+	if i := strings.LastIndexByte(name[:last], '.'); i >= 0 {
+		return name[i+1:]
+	}
+	return name
 }
 
 // bytes is the memory the table holds.
-func (t *nameTable) bytes() int { return len(t.slots)*16 + cap(t.arena) + len(t.filter)*8 }
+func (t *nameTable) bytes() int {
+	return len(t.slots)*16 + cap(t.arena) + 8*(len(t.names.words)+len(t.sites.words))
+}

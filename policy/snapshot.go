@@ -220,7 +220,10 @@ func (s *Snapshot) MatchName(name string, c jurisdiction.Code) *OrderRef {
 			continue
 		}
 		m := mix(h)
-		if !t.mayContain(m) {
+		if labels == 2 && !t.sites.mayContain(m) {
+			return nil // no stored name ends in these two labels
+		}
+		if !t.names.mayContain(m) {
 			continue
 		}
 		sl := t.findMixed(m, name[start:n])
