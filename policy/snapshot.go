@@ -164,7 +164,8 @@ func (s *Snapshot) inScope(r uint32, c jurisdiction.Code) *OrderRef {
 	if !rs.scope.Has(c) {
 		return nil
 	}
-	if rs.first.Scope.Has(c) {
+	if len(rs.orders) == 1 || rs.first.Scope.Has(c) {
+		// A ruleset of one order has that order's scope: no need to read it.
 		return rs.first
 	}
 	for _, i := range rs.orders[1:] {
