@@ -15,10 +15,10 @@ import (
 
 // Compile builds the snapshot of the orders enforced at time now: active
 // orders (effective ≤ now < expires, not revoked or suspended) and, of
-// those, the active targets. Held targets, URL targets (an HTTP-layer
-// concern) and every other order are left out. version is the store
-// version the orders were read at; counters supplies each order's
-// counters and may be nil.
+// those, the active targets; held targets and every other order are left
+// out. URL targets are compiled for MatchURL (the HTTP layer) only.
+// version is the store version the orders were read at; counters supplies
+// each order's counters and may be nil.
 func Compile(orders []*order.Order, now time.Time, version uint64, counters *CounterSet) *Snapshot {
 	if counters == nil {
 		counters = &CounterSet{}
@@ -59,6 +59,7 @@ func Compile(orders []*order.Order, now time.Time, version uint64, counters *Cou
 	s.names = newNameTable(names, nameBytes)
 	b := builder{s: s, interned: map[string]uint32{}}
 	prefixOrders := map[netip.Prefix][]uint32{}
+	urlRules := map[urlKey]uint32{}
 
 	for _, o := range enforced {
 		idx := uint32(len(s.orders))
@@ -89,10 +90,13 @@ func Compile(orders []*order.Order, now time.Time, version uint64, counters *Cou
 						prefixOrders[p] = append(prefixOrders[p], idx)
 					}
 				}
+			case t.URL != "":
+				b.addURL(urlRules, t.URL, idx, single)
 			}
 		}
 	}
 	s.nameCount = s.names.count
+	s.buildURLs(urlRules)
 
 	// A prefix inherits the orders of every prefix that contains it, so
 	// that the longest-prefix match alone finds all of them. Inserting

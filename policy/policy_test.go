@@ -270,3 +270,101 @@ func TestHolder(t *testing.T) {
 		t.Fatal("store not visible")
 	}
 }
+
+func TestMatchURL(t *testing.T) {
+	s := Compile([]*order.Order{
+		mkOrder("live", []string{"FR"}, order.Target{URL: "https://stream.example/live"}),
+		mkOrder("port", []string{"FR"}, order.Target{URL: "http://stream.example:8080/"}),
+		mkOrder("dir", []string{"IT"}, order.Target{URL: "https://stream.example/live/"}),
+	}, now, 1, nil)
+	cases := []struct {
+		host, port, path string
+		c                jurisdiction.Code
+		want             string
+	}{
+		{"stream.example", "", "/live", fr, "live"},
+		{"stream.example", "443", "/live/match1", fr, "live"},
+		{"stream.example", "80", "/live?x=1", fr, "live"}, // http too
+		{"stream.example", "", "/lively", fr, ""},
+		{"stream.example", "", "/", fr, ""},
+		{"stream.example", "8080", "/anything", fr, "port"},
+		{"stream.example", "8443", "/live", fr, ""},
+		{"other.example", "", "/live", fr, ""},
+		{"stream.example", "", "/live/x", it, "dir"},
+		{"stream.example", "", "/live", it, ""}, // "/live/" covers what is under it
+		{"stream.example", "", "/live", us, ""},
+		{"stream.example", "", "/live", jurisdiction.Unknown, ""},
+	}
+	for _, tc := range cases {
+		if got := id(s.MatchURL(tc.host, tc.port, tc.path, tc.c)); got != tc.want {
+			t.Errorf("MatchURL(%s, %q, %s, %s) = %q, want %q", tc.host, tc.port, tc.path, tc.c, got, tc.want)
+		}
+	}
+	if s.URLs() != 3 || s.Names() != 0 {
+		t.Errorf("URLs %d, names %d", s.URLs(), s.Names())
+	}
+	// A URL target never reaches the DNS name table.
+	if s.MatchName("stream.example", fr) != nil {
+		t.Error("URL target blocked the whole name")
+	}
+	if n := testing.AllocsPerRun(100, func() { s.MatchURL("stream.example", "", "/live/1", fr) }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
+
+func TestEachNameAndPrefix(t *testing.T) {
+	s := Compile([]*order.Order{
+		mkOrder("a", []string{"FR"}, sub("motogpstream.me"), exact("exact.example"), ip("203.0.113.0/24")),
+		mkOrder("b", []string{"IT"}, exact("motogpstream.me"), ip("203.0.113.5/32")),
+	}, now, 1, nil)
+	got := map[string]string{}
+	s.EachName(func(name string, self, below []*OrderRef) bool {
+		var ids []string
+		for _, o := range self {
+			ids = append(ids, o.ID)
+		}
+		ids = append(ids, "|")
+		for _, o := range below {
+			ids = append(ids, o.ID)
+		}
+		got[name] = strings.Join(ids, "")
+		return true
+	})
+	want := map[string]string{"motogpstream.me": "ab|a", "exact.example": "a|"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("EachName: %v, want %v", got, want)
+	}
+	prefixes := map[string]int{}
+	s.EachPrefix(func(p netip.Prefix, orders []*OrderRef) bool {
+		prefixes[p.String()] = len(orders)
+		return true
+	})
+	// The /32 carries the /24's order too.
+	if prefixes["203.0.113.0/24"] != 1 || prefixes["203.0.113.5/32"] != 2 || len(prefixes) != 2 {
+		t.Errorf("EachPrefix: %v", prefixes)
+	}
+}
+
+func TestHolderChanged(t *testing.T) {
+	h := NewHolder(nil)
+	ch := h.Changed()
+	select {
+	case <-ch:
+		t.Fatal("changed before any Store")
+	default:
+	}
+	h.Store(Compile(nil, now, 5, nil))
+	select {
+	case <-ch:
+	default:
+		t.Fatal("Store did not signal")
+	}
+	if h.Load().Version() != 5 {
+		t.Fatal("wrong snapshot")
+	}
+	select {
+	case <-h.Changed():
+		t.Fatal("new channel already closed")
+	default:
+	}
+}

@@ -125,7 +125,8 @@ type Snapshot struct {
 	validUntil time.Time
 	names      nameTable
 	prefixes   *bart.Table[uint32]
-	rulesets   []ruleset // index 0 is the empty ruleset
+	urls       map[string][]urlRule // by host
+	rulesets   []ruleset            // index 0 is the empty ruleset
 	orders     []*OrderRef
 	scope      jurisdiction.Set // union of every enforced order's scope
 	nameCount  int
