@@ -8,23 +8,37 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# Debian packages the tests use, as "command package" pairs. The race
-# detector needs a C compiler.
+# Debian packages the tests use, as "command package" pairs: the race
+# detector needs a C compiler; integration tests drive real resolvers
+# (unbound, BIND and its tools), a real proxy (nginx) and a real browser.
 required=(
   "gcc gcc"
+  "unbound unbound"
+  "named bind9"
+  "named-checkzone bind9-utils"
+  "dig bind9-dnsutils"
+  "nginx nginx"
+  "chromium chromium"
 )
 
 missing=()
 for pair in "${required[@]}"; do
   read -r cmd pkg <<<"$pair"
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if ((${#missing[@]})); then
   echo "test.sh: installing ${missing[*]}" >&2
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  # Tests start their own servers on loopback; keep Debian from starting
+  # the packaged daemons while installing.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
+    $sudo chmod +x /usr/sbin/policy-rc.d
+    trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 command -v go >/dev/null || { echo "test.sh: Go is not installed (https://go.dev/doc/install)" >&2; exit 1; }

@@ -524,38 +524,59 @@ func (s *SQLite) Events(ctx context.Context, orderID string) ([]order.Event, err
 		if err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx,
-			`SELECT seq, order_id, at, kind, principal, detail FROM events WHERE order_id = ? ORDER BY seq`,
-			orderID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				seq  int64
-				at   string
-				kind string
-				e    order.Event
-			)
-			if err := rows.Scan(&seq, &e.OrderID, &at, &kind, &e.Principal, &e.Detail); err != nil {
-				return err
-			}
-			if e.Seq, err = toVersion(seq); err != nil {
-				return err
-			}
-			if e.At, err = time.Parse(timeLayout, at); err != nil {
-				return fmt.Errorf("event %d: %w", seq, err)
-			}
-			e.Kind = order.EventKind(kind)
-			events = append(events, e)
-		}
-		return rows.Err()
+		events, err = scanEvents(ctx, tx,
+			`SELECT seq, order_id, at, kind, principal, detail FROM events WHERE order_id = ? ORDER BY seq`, orderID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: events of order %s: %w", orderID, err)
 	}
 	return events, nil
+}
+
+// EventsSince returns up to limit events with a seq above after, in seq
+// order, across all orders: how followers such as the ledger catch up.
+func (s *SQLite) EventsSince(ctx context.Context, after uint64, limit int) ([]order.Event, error) {
+	var events []order.Event
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		events, err = scanEvents(ctx, tx,
+			`SELECT seq, order_id, at, kind, principal, detail FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, int64(after), limit)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: events after %d: %w", after, err)
+	}
+	return events, nil
+}
+
+func scanEvents(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]order.Event, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var events []order.Event
+	for rows.Next() {
+		var (
+			seq  int64
+			at   string
+			kind string
+			e    order.Event
+		)
+		if err := rows.Scan(&seq, &e.OrderID, &at, &kind, &e.Principal, &e.Detail); err != nil {
+			return nil, err
+		}
+		if e.Seq, err = toVersion(seq); err != nil {
+			return nil, err
+		}
+		if e.At, err = time.Parse(timeLayout, at); err != nil {
+			return nil, fmt.Errorf("event %d: %w", seq, err)
+		}
+		e.Kind = order.EventKind(kind)
+		events = append(events, e)
+	}
+	return events, rows.Err()
 }
 
 // Version returns the highest event seq, 0 for an empty store, so that a

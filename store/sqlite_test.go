@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -647,5 +648,33 @@ func TestConcurrentCreate(t *testing.T) {
 	if len(list) != workers*each || len(seen) != 2*workers*each || version != 2*workers*each {
 		t.Errorf("%d orders, %d seqs, version %d; want %d, %d, %d",
 			len(list), len(seen), version, workers*each, 2*workers*each, 2*workers*each)
+	}
+}
+
+func TestEventsSince(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenSQLite(ctx, filepath.Join(t.TempDir(), "writ.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for i := range 3 {
+		o := &order.Order{ID: fmt.Sprintf("o%d", i), Received: time.Now()}
+		evs := []order.Event{{Kind: order.EventReceived, At: time.Now()}, {Kind: order.EventHeld, At: time.Now()}}
+		if _, err := s.CreateOrder(ctx, o, evs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all, err := s.EventsSince(ctx, 0, 100)
+	if err != nil || len(all) != 6 || all[0].Seq != 1 || all[5].Seq != 6 || all[2].OrderID != "o1" {
+		t.Fatalf("EventsSince(0) = %+v, %v", all, err)
+	}
+	page, err := s.EventsSince(ctx, 2, 3)
+	if err != nil || len(page) != 3 || page[0].Seq != 3 || page[2].Seq != 5 {
+		t.Fatalf("EventsSince(2, 3) = %+v, %v", page, err)
+	}
+	none, err := s.EventsSince(ctx, 6, 10)
+	if err != nil || len(none) != 0 {
+		t.Fatalf("EventsSince(6) = %+v, %v", none, err)
 	}
 }

@@ -114,7 +114,7 @@ func TestHelpTeaches(t *testing.T) {
 
 // The files the help refers to exist.
 func TestHelpRefersToRealFiles(t *testing.T) {
-	for _, text := range []string{serveHelp, orderHelp, usage} {
+	for _, text := range []string{serveHelp, orderHelp, usage()} {
 		for _, f := range regexp.MustCompile(`[\w./-]+\.(?:json|yaml)`).FindAllString(text, -1) {
 			if filepath.IsAbs(f) {
 				continue // an operator's path, such as /etc/writ/writ.yaml

@@ -110,6 +110,17 @@ type orderOut struct {
 	Warnings  []string      `json:"warnings"`
 }
 
+func init() {
+	register(command{name: "order", rank: 10, run: runOrder, usage: []string{
+		`writ order add FILE             submit an order (JSON; "-" reads standard input)`,
+		"writ order list                 list orders",
+		"writ order show ID              show one order and its history",
+		"writ order revoke ID            revoke an order: it stops blocking at once",
+	}})
+	register(command{name: "check", rank: 20, run: runCheck,
+		usage: []string{"writ check NAME --client IP     would NAME be blocked for this client, and why?"}})
+}
+
 const orderHelp = `
 Usage:
   writ order add FILE         submit an order (JSON; "-" reads standard input)

@@ -11,29 +11,63 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
-const usage = `writ — legal blocking orders, enforced only where the law applies, on the record.
+// command is one subcommand of writ. Each registers itself from the file
+// that implements it, so that adding a command touches no other file.
+type command struct {
+	name string
+	// rank orders the usage listing; lines are "writ …  what it does".
+	rank  int
+	usage []string
+	run   func(args []string, stdout, stderr io.Writer) error
+}
 
-Usage:
-  writ serve [flags]              run the DNS server, the API and the public record
-  writ order add FILE             submit an order (JSON; "-" reads standard input)
-  writ order list                 list orders
-  writ order show ID              show one order and its history
-  writ order revoke ID            revoke an order: it stops blocking at once
-  writ check NAME --client IP     would NAME be blocked for this client, and why?
-  writ version                    print the version
+var commands = map[string]command{}
 
+func register(c command) { commands[c.name] = c }
+
+func init() {
+	register(command{name: "version", rank: 100, usage: []string{"writ version                    print the version"},
+		run: func(_ []string, stdout, _ io.Writer) error {
+			fmt.Fprintln(stdout, "writ", version)
+			return nil
+		}})
+}
+
+// usage is the help of writ itself, listing every command.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("writ — legal blocking orders, enforced only where the law applies, on the record.\n\nUsage:\n")
+	list := make([]command, 0, len(commands))
+	for _, c := range commands {
+		list = append(list, c)
+	}
+	sort.Slice(list, func(i, j int) bool {
+		if list[i].rank != list[j].rank {
+			return list[i].rank < list[j].rank
+		}
+		return list[i].name < list[j].name
+	})
+	for _, c := range list {
+		for _, line := range c.usage {
+			b.WriteString("  " + line + "\n")
+		}
+	}
+	b.WriteString(`
 Try it:
   writ serve --demo               runs with a sample court order and prints two dig
                                   commands: one blocked, one not
 
 Run "writ help COMMAND" or "writ COMMAND --help" for a command's flags and examples.
-`
+`)
+	return b.String()
+}
 
 // exitError carries the process exit status of a failed command.
 type exitError struct {
@@ -66,29 +100,25 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage())
 		return usageError("no command given")
 	}
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "serve":
-		return runServe(rest, stdout, stderr)
-	case "order":
-		return runOrder(rest, stdout, stderr)
-	case "check":
-		return runCheck(rest, stdout, stderr)
-	case "version", "--version":
-		fmt.Fprintln(stdout, "writ", version)
-		return nil
-	case "help", "-h", "--help", "-help":
+	name, rest := args[0], args[1:]
+	if name == "--version" {
+		name = "version"
+	}
+	if isHelp(name) {
 		if len(rest) > 0 && !isHelp(rest[0]) {
 			return run([]string{rest[0], "--help"}, stdout, stderr)
 		}
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, usage())
 		return nil
 	}
-	fmt.Fprint(stderr, usage)
-	return usageError("unknown command %q", cmd)
+	if c, ok := commands[name]; ok {
+		return c.run(rest, stdout, stderr)
+	}
+	fmt.Fprint(stderr, usage())
+	return usageError("unknown command %q", name)
 }
 
 func isHelp(arg string) bool {

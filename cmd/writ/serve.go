@@ -32,6 +32,11 @@ import (
 	"github.com/writ-project/writ/store"
 )
 
+func init() {
+	register(command{name: "serve", rank: 0, run: runServe,
+		usage: []string{"writ serve [flags]              run the DNS server, the API and the public record"}})
+}
+
 const serveHelp = `
 Usage: writ serve [flags]
 
