@@ -26,6 +26,8 @@ type Submission struct {
 	Expires      string            `json:"expires,omitempty"`
 	Targets      []SubmittedTarget `json:"targets"`
 	Note         string            `json:"note,omitempty"`
+	// AmendingAuthorities may amend the order besides its own authority.
+	AmendingAuthorities []string `json:"amending_authorities,omitempty"`
 }
 
 // SubmittedTarget is a target as submitted: exactly one of FQDN, IP and
@@ -82,19 +84,24 @@ func describeJSONError(err error) error {
 func DecodeBytes(b []byte) (*Submission, error) { return Decode(bytes.NewReader(b)) }
 
 // Intake holds the operator's rules for accepting orders. The zero value
-// accepts with no safeguards beyond validity and a 90-day default expiry.
+// accepts valid orders that state their expiry, with no safeguards.
 type Intake struct {
-	// DefaultExpiry is added to the effective time of an order that states
-	// no expiry: nothing is blocked forever by omission.
+	// DefaultExpiry, when set, is added to the effective time of an order
+	// that states no expiry. When zero, such an order is rejected: nothing
+	// is blocked forever by omission.
 	DefaultExpiry time.Duration
+	// AllowOpenEnded accepts orders without an expiry as open-ended
+	// (DefaultExpiry, when set, takes precedence).
+	AllowOpenEnded bool
+	// ReviewDelegated holds every target of an order from a delegated
+	// reporter (a rights holder, Piracy Shield style) until a reviewer
+	// releases it; court and regulator orders apply at once.
+	ReviewDelegated bool
 	// Safeguards hold risky targets for review instead of enforcing them.
 	Safeguards Safeguards
 	// MaxTargets bounds the number of targets of one order.
 	MaxTargets int
 }
-
-// DefaultExpiry is the expiry given to orders that state none.
-const DefaultExpiry = 90 * 24 * time.Hour
 
 // DefaultMaxTargets bounds the targets of one order unless configured.
 const DefaultMaxTargets = 1_000_000
@@ -162,6 +169,7 @@ func (in *Intake) Accept(s *Submission, id string, now time.Time) (*Order, error
 		bad.add("jurisdiction", "", "is missing: list the ISO 3166-1 alpha-2 codes (or EU) of the countries where the order applies")
 	}
 	seen := map[string]bool{}
+	var outside []string
 	for i, j := range s.Jurisdiction {
 		field := fmt.Sprintf("jurisdiction[%d]", i)
 		set, err := jurisdiction.ParseSet(j)
@@ -170,8 +178,7 @@ func (in *Intake) Accept(s *Submission, id string, now time.Time) (*Order, error
 			continue
 		}
 		if !authorityScope.Empty() && !set.Within(authorityScope) {
-			bad.add(field, j, "is outside the jurisdiction of the issuing authority (%s): an authority orders only where its law applies", o.Authority.Jurisdiction)
-			continue
+			outside = append(outside, strings.ToUpper(j))
 		}
 		up := strings.ToUpper(j)
 		if !seen[up] {
@@ -191,25 +198,49 @@ func (in *Intake) Accept(s *Submission, id string, now time.Time) (*Order, error
 			o.Effective = t
 		}
 	}
-	expiry := in.DefaultExpiry
-	if expiry <= 0 {
-		expiry = DefaultExpiry
-	}
-	o.Expires = o.Effective.Add(expiry)
-	if s.Expires != "" {
+	switch {
+	case s.Expires != "":
 		if t, ok := parseTime(bad, "expires", s.Expires); ok {
 			o.Expires = t
 			if !t.After(o.Effective) {
 				bad.add("expires", s.Expires, "is not after the effective time %s", o.Effective.Format(time.RFC3339))
 			}
 		}
+	case in.DefaultExpiry > 0:
+		o.Expires = o.Effective.Add(in.DefaultExpiry)
+	case !in.AllowOpenEnded:
+		bad.add("expires", "", "is missing: every order must say when it ends (this server sets no default expiry and accepts no open-ended orders)")
+	}
+
+	for i, a := range s.AmendingAuthorities {
+		if !authorityID.MatchString(a) {
+			bad.add(fmt.Sprintf("amending_authorities[%d]", i), a, "is not an authority identifier")
+			continue
+		}
+		o.AmendingAuthorities = append(o.AmendingAuthorities, a)
 	}
 
 	in.acceptTargets(bad, s.Targets, o)
 	if err := bad.orNil(); err != nil {
 		return nil, err
 	}
+	// Holds that concern the whole order rather than one target.
+	switch {
+	case len(outside) > 0:
+		holdAll(o, fmt.Sprintf("the order applies in %s, outside the jurisdiction of its authority (%s)", strings.Join(outside, ","), o.Authority.Jurisdiction))
+	case in.ReviewDelegated && o.Authority.Kind == DelegatedReporter:
+		holdAll(o, "orders from delegated reporters are reviewed before they are enforced")
+	}
 	return o, nil
+}
+
+// holdAll holds every active target for the given reason.
+func holdAll(o *Order, reason string) {
+	for i := range o.Targets {
+		if o.Targets[i].State == TargetActive {
+			o.Targets[i].State, o.Targets[i].HoldReason = TargetHeld, reason
+		}
+	}
 }
 
 func (in *Intake) acceptTargets(bad *InvalidError, targets []SubmittedTarget, o *Order) {
@@ -228,7 +259,7 @@ func (in *Intake) acceptTargets(bad *InvalidError, targets []SubmittedTarget, o 
 	o.Targets = make([]Target, 0, len(targets))
 	index := make(map[string]int, len(targets))
 	for i, st := range targets {
-		t, ok := in.acceptTarget(bad, i, st)
+		t, ok := in.acceptTarget(bad, fmt.Sprintf("targets[%d]", i), st)
 		if !ok {
 			continue
 		}
@@ -242,10 +273,10 @@ func (in *Intake) acceptTargets(bad *InvalidError, targets []SubmittedTarget, o 
 		index[k] = len(o.Targets)
 		o.Targets = append(o.Targets, t)
 	}
+	in.Safeguards.holdSharedAddresses(o.Targets)
 }
 
-func (in *Intake) acceptTarget(bad *InvalidError, i int, st SubmittedTarget) (Target, bool) {
-	field := fmt.Sprintf("targets[%d]", i)
+func (in *Intake) acceptTarget(bad *InvalidError, field string, st SubmittedTarget) (Target, bool) {
 	set := 0
 	for _, v := range []string{st.FQDN, st.IP, st.URL} {
 		if v != "" {
@@ -353,4 +384,114 @@ func checkText(bad *InvalidError, field, v string, required bool, max int) {
 	case !isValidUTF8(v):
 		bad.add(field, "", "is not valid UTF-8")
 	}
+}
+
+// Amendment adds targets to, or removes targets from, an accepted order
+// under the order's own legal basis: how a regulator extends a court's
+// order to the mirror sites that appear after it (dynamic blocking).
+type Amendment struct {
+	Add    []SubmittedTarget `json:"add,omitempty"`
+	Remove []SubmittedTarget `json:"remove,omitempty"`
+	Note   string            `json:"note,omitempty"`
+}
+
+// DecodeAmendment reads one amendment as strictly as Decode reads an order.
+func DecodeAmendment(r io.Reader) (*Amendment, error) {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	var a Amendment
+	if err := dec.Decode(&a); err != nil {
+		return nil, describeJSONError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, &InvalidError{Fields: []FieldError{{Field: "(document)", Message: "has data after the amendment object"}}}
+	}
+	return &a, nil
+}
+
+// Amend returns a copy of o with the amendment applied, and the targets
+// it added and removed. Added targets pass the same validation and
+// safeguards as an order's; removed targets must be live targets of the
+// order. An amendment with any problem is rejected whole.
+func (in *Intake) Amend(o *Order, a *Amendment) (amended *Order, added, removed []Target, err error) {
+	bad := &InvalidError{}
+	if len(a.Add) == 0 && len(a.Remove) == 0 {
+		bad.add("(document)", "", "adds and removes nothing: give add and/or remove")
+	}
+	checkText(bad, "note", a.Note, false, maxLongText)
+	c := o.Clone()
+	c.Amendments++
+	index := map[string]int{}
+	for i, t := range c.Targets {
+		index[t.key()] = i
+	}
+	for i, st := range a.Remove {
+		field := fmt.Sprintf("remove[%d]", i)
+		t, ok := in.acceptTarget(bad, field, st)
+		if !ok {
+			continue
+		}
+		j, found := index[t.key()]
+		if !found || !c.Targets[j].State.Live() {
+			bad.add(field, t.String(), "is not a live target of this order")
+			continue
+		}
+		c.Targets[j].State, c.Targets[j].HoldReason = TargetRemoved, ""
+		c.Targets[j].Decision = fmt.Sprintf("removed by amendment %d", c.Amendments)
+		removed = append(removed, c.Targets[j])
+	}
+	live := 0
+	for _, t := range c.Targets {
+		if t.State.Live() {
+			live++
+		}
+	}
+	max := in.MaxTargets
+	if max <= 0 {
+		max = DefaultMaxTargets
+	}
+	if live+len(a.Add) > max {
+		bad.add("add", "", "would give the order %d targets; this server accepts at most %d per order", live+len(a.Add), max)
+	}
+	for i, st := range a.Add {
+		field := fmt.Sprintf("add[%d]", i)
+		t, ok := in.acceptTarget(bad, field, st)
+		if !ok {
+			continue
+		}
+		t.Amendment = c.Amendments
+		if !c.Scope().Within(c.authorityScope()) {
+			t.State, t.HoldReason = TargetHeld, "the order applies outside the jurisdiction of its authority"
+		} else if in.ReviewDelegated && c.Authority.Kind == DelegatedReporter && t.State == TargetActive {
+			t.State, t.HoldReason = TargetHeld, "orders from delegated reporters are reviewed before they are enforced"
+		}
+		if j, found := index[t.key()]; found {
+			if c.Targets[j].State.Live() {
+				bad.add(field, t.String(), "is already a target of this order (%s)", c.Targets[j].State)
+				continue
+			}
+			c.Targets[j] = t // a removed or rejected target ordered again
+		} else {
+			index[t.key()] = len(c.Targets)
+			c.Targets = append(c.Targets, t)
+		}
+		added = append(added, t)
+	}
+	if err := bad.orNil(); err != nil {
+		return nil, nil, nil, err
+	}
+	return c, added, removed, nil
+}
+
+// authorityScope is the set of countries of the order's authority.
+func (o *Order) authorityScope() jurisdiction.Set {
+	s, _ := jurisdiction.ParseSet(o.Authority.Jurisdiction)
+	return s
+}
+
+func parseJurisdictions(s string) (jurisdiction.Set, error) {
+	if s == "" {
+		return jurisdiction.Set{}, fmt.Errorf("empty")
+	}
+	return jurisdiction.ParseSet(s)
 }

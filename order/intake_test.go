@@ -3,6 +3,7 @@ package order
 import (
 	"bufio"
 	"errors"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -293,22 +294,70 @@ func TestAcceptReportsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestJurisdictionOutsideAuthority(t *testing.T) {
+func TestJurisdictionOutsideAuthorityIsHeld(t *testing.T) {
 	s := validSubmission()
 	s.Jurisdiction = []string{"FR", "IT"}
-	_, err := intake().Accept(s, "o1", now)
-	if err == nil || !strings.Contains(err.Error(), `jurisdiction[1]: "IT" is outside the jurisdiction`) {
-		t.Fatalf("err = %v", err)
+	o, err := intake().Accept(s, "o1", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Targets[0].State != TargetHeld || !strings.Contains(o.Targets[0].HoldReason, "IT, outside the jurisdiction of its authority (FR)") {
+		t.Fatalf("target %+v", o.Targets[0])
+	}
+	if o.StatusAt(now) != StatusHeld {
+		t.Fatalf("status %s", o.StatusAt(now))
 	}
 	// An EU authority may order in any member state, and in the EU as a whole.
 	s.Authority.Jurisdiction = "EU"
 	s.Jurisdiction = []string{"FR", "IT", "EU"}
-	if _, err := intake().Accept(s, "o1", now); err != nil {
-		t.Fatal(err)
+	if o, err := intake().Accept(s, "o1", now); err != nil || o.Targets[0].State != TargetActive {
+		t.Fatalf("EU authority in member states: %v %+v", err, o)
 	}
 	s.Jurisdiction = []string{"US"}
-	if _, err := intake().Accept(s, "o1", now); err == nil {
-		t.Fatal("EU authority ordered in the US")
+	if o, err := intake().Accept(s, "o1", now); err != nil || o.Targets[0].State != TargetHeld {
+		t.Fatalf("EU authority ordering in the US was not held: %v %+v", err, o)
+	}
+}
+
+func TestExpiryIsRequired(t *testing.T) {
+	s := validSubmission()
+	s.Expires = ""
+	_, err := intake().Accept(s, "o1", now)
+	if err == nil || !strings.Contains(err.Error(), "expires: is missing") {
+		t.Fatalf("order without expiry: %v", err)
+	}
+	o, err := (&Intake{DefaultExpiry: 24 * time.Hour}).Accept(s, "o1", now)
+	if err != nil || !o.Expires.Equal(o.Effective.Add(24*time.Hour)) {
+		t.Fatalf("default expiry: %v %v", err, o)
+	}
+	o, err = (&Intake{AllowOpenEnded: true}).Accept(s, "o1", now)
+	if err != nil || !o.OpenEnded() {
+		t.Fatalf("open-ended: %v %v", err, o)
+	}
+	if o.StatusAt(now.AddDate(50, 0, 0)) != StatusActive {
+		t.Fatal("open-ended order expired")
+	}
+	if _, ok := o.NextChange(now); ok {
+		t.Fatal("open-ended order in force has a next change")
+	}
+}
+
+func TestDelegatedReportersAreReviewed(t *testing.T) {
+	s := validSubmission()
+	s.Authority.Kind = DelegatedReporter
+	in := intake()
+	o, err := in.Accept(s, "o1", now)
+	if err != nil || o.Targets[0].State != TargetActive {
+		t.Fatalf("without review policy: %v %+v", err, o)
+	}
+	in.ReviewDelegated = true
+	o, err = in.Accept(s, "o1", now)
+	if err != nil || o.Targets[0].State != TargetHeld || !strings.Contains(o.Targets[0].HoldReason, "delegated reporters") {
+		t.Fatalf("with review policy: %v %+v", err, o)
+	}
+	s.Authority.Kind = Court
+	if o, err = in.Accept(s, "o1", now); err != nil || o.Targets[0].State != TargetActive {
+		t.Fatalf("court order held: %v %+v", err, o)
 	}
 }
 
@@ -398,5 +447,125 @@ func TestParseSharedInfra(t *testing.T) {
 	}
 	if len(DefaultSharedInfra()) < 10 {
 		t.Fatal("default shared-infrastructure list is short")
+	}
+}
+
+func TestAmend(t *testing.T) {
+	in := intake()
+	o, err := in.Accept(validSubmission(), "o1", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Amendment{
+		Add:    []SubmittedTarget{{FQDN: "Mirror1.example", Subdomains: true}, {IP: "104.16.0.1"}},
+		Remove: []SubmittedTarget{{FQDN: "MOTOGPSTREAM.me"}},
+		Note:   "ARCOM notification 12",
+	}
+	c, added, removed, err := in.Amend(o, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(added) != 2 || len(removed) != 1 || c.Amendments != 1 {
+		t.Fatalf("added %v removed %v", added, removed)
+	}
+	if c.Targets[0].State != TargetRemoved || c.Targets[1].FQDN != "mirror1.example" || c.Targets[1].Amendment != 1 || c.Targets[2].State != TargetHeld {
+		t.Fatalf("targets %+v", c.Targets)
+	}
+	if o.Targets[0].State != TargetActive || len(o.Targets) != 1 {
+		t.Fatal("Amend changed the original order")
+	}
+	// Removing it again, or adding a live target again, is an error.
+	_, _, _, err = in.Amend(c, &Amendment{Remove: []SubmittedTarget{{FQDN: "motogpstream.me"}}, Add: []SubmittedTarget{{FQDN: "mirror1.example"}}})
+	if err == nil || !strings.Contains(err.Error(), `remove[0]: "motogpstream.me" is not a live target`) || !strings.Contains(err.Error(), `add[0]: "mirror1.example" is already a target`) {
+		t.Fatalf("err = %v", err)
+	}
+	// A removed target can be ordered again.
+	d, _, _, err := in.Amend(c, &Amendment{Add: []SubmittedTarget{{FQDN: "motogpstream.me"}}})
+	if err != nil || d.Targets[0].State != TargetActive || d.Targets[0].Amendment != 2 || len(d.Targets) != 3 {
+		t.Fatalf("re-add: %v %+v", err, d)
+	}
+	if _, _, _, err := in.Amend(c, &Amendment{}); err == nil {
+		t.Fatal("empty amendment accepted")
+	}
+	if _, _, _, err := in.Amend(c, &Amendment{Add: []SubmittedTarget{{FQDN: "co.uk"}}}); err == nil || !strings.Contains(err.Error(), "add[0].fqdn") {
+		t.Fatalf("bad added target: %v", err)
+	}
+	if _, err := DecodeAmendment(strings.NewReader(`{"add":[],"remov":[]}`)); err == nil || !strings.Contains(err.Error(), "remov") {
+		t.Fatalf("unknown field: %v", err)
+	}
+}
+
+func TestTargetStatesAndStatus(t *testing.T) {
+	o, err := intake().Accept(validSubmission(), "o1", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		state TargetState
+		want  Status
+	}{{TargetSuspended, StatusSuspended}, {TargetRejected, StatusWithdrawn}, {TargetRemoved, StatusWithdrawn}, {TargetHeld, StatusHeld}, {TargetActive, StatusActive}} {
+		o.Targets[0].State = tc.state
+		if got := o.StatusAt(now); got != tc.want {
+			t.Errorf("only target %s: status %s, want %s", tc.state, got, tc.want)
+		}
+	}
+}
+
+func TestPassiveDNSHoldsSharedAddresses(t *testing.T) {
+	pd, err := ParsePassiveDNS(strings.NewReader(`# sample
+motogpstream.me 203.0.113.7
+www.motogpstream.me 203.0.113.7
+bakery.example, 203.0.113.7
+school.example 203.0.113.7
+other.example 203.0.113.99
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pd.NamesIn(netip.MustParsePrefix("203.0.113.0/24")); len(got) != 5 {
+		t.Fatalf("NamesIn /24 = %v", got)
+	}
+	in := intake()
+	in.Safeguards.PassiveDNS = pd
+	s := validSubmission()
+	s.Targets = []SubmittedTarget{{FQDN: "motogpstream.me", Subdomains: true}, {IP: "203.0.113.7"}, {IP: "203.0.113.99"}}
+	o, err := in.Accept(s, "o1", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two unrelated sites share .7 (the order's own names do not count).
+	if o.Targets[1].State != TargetHeld || !strings.Contains(o.Targets[1].HoldReason, "2 other names") || !strings.Contains(o.Targets[1].HoldReason, "bakery.example") {
+		t.Fatalf(".7: %+v", o.Targets[1])
+	}
+	// One other name is below the default threshold of two.
+	if o.Targets[2].State != TargetActive {
+		t.Fatalf(".99: %+v", o.Targets[2])
+	}
+	if _, err := ParsePassiveDNS(strings.NewReader("a.example\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("bad line: %v", err)
+	}
+}
+
+func TestParseRangeList(t *testing.T) {
+	cases := []struct {
+		format, doc string
+		want        int
+	}{
+		{RangesText, "173.245.48.0/20\n2400:cb00::/32\n", 2},
+		{RangesAWS, `{"prefixes":[{"ip_prefix":"3.5.140.0/22","service":"AMAZON"}],"ipv6_prefixes":[{"ipv6_prefix":"2600:1f00::/24"}]}`, 2},
+		{RangesGoogle, `{"prefixes":[{"ipv4Prefix":"8.8.4.0/24"},{"ipv6Prefix":"2001:4860::/32"}]}`, 2},
+		{RangesFastly, `{"addresses":["23.235.32.0/20"],"ipv6_addresses":["2a04:4e40::/32"]}`, 2},
+	}
+	for _, tc := range cases {
+		list, err := ParseRangeList(tc.format, "CDN", strings.NewReader(tc.doc))
+		if err != nil || len(list) != tc.want || list[0].Label != "CDN" {
+			t.Errorf("%s: %v %v", tc.format, list, err)
+		}
+	}
+	if _, err := ParseRangeList("akamai", "x", strings.NewReader("")); err == nil {
+		t.Error("unknown format accepted")
+	}
+	if _, err := ParseRangeList(RangesAWS, "x", strings.NewReader(`{"prefixes":[{"ip_prefix":"3.5.140.1/22"}]}`)); err == nil || !strings.Contains(err.Error(), "3.5.140.1/22") {
+		t.Errorf("non-canonical prefix: %v", err)
 	}
 }

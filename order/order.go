@@ -64,13 +64,28 @@ func (b LegalBasis) String() string {
 // TargetState is where one target stands in its order's lifecycle.
 type TargetState string
 
-// Target states.
+// Target states. Only active targets block, and only while their order
+// is in force.
 const (
 	// TargetActive targets are enforced while their order is.
 	TargetActive TargetState = "active"
 	// TargetHeld targets wait for a human reviewer; they never block.
 	TargetHeld TargetState = "held"
+	// TargetSuspended targets are paused, typically while a contest
+	// against them is examined; they can be reinstated.
+	TargetSuspended TargetState = "suspended"
+	// TargetRejected targets were held and refused by a reviewer.
+	TargetRejected TargetState = "rejected"
+	// TargetRemoved targets were withdrawn by an amendment or lifted by an
+	// upheld contest.
+	TargetRemoved TargetState = "removed"
 )
+
+// Live reports whether a target is still part of its order: active, held
+// or suspended, as opposed to rejected or removed.
+func (s TargetState) Live() bool {
+	return s == TargetActive || s == TargetHeld || s == TargetSuspended
+}
 
 // Target is one thing an order blocks. Exactly one of FQDN, IP and URL is
 // set. Accepted targets are normalised: FQDNs are lower-case A-labels
@@ -82,6 +97,12 @@ type Target struct {
 	URL        string      `json:"url,omitempty"`
 	State      TargetState `json:"state,omitempty"`
 	HoldReason string      `json:"hold_reason,omitempty"`
+	// Amendment is the number of the amendment that added the target
+	// (1 for the first); zero for a target of the original order.
+	Amendment int `json:"amendment,omitempty"`
+	// Decision explains the last change of state by a person: why it was
+	// released, rejected, suspended, reinstated or removed.
+	Decision string `json:"decision,omitempty"`
 }
 
 // Prefix returns the prefix of an IP target. It reports false for other
@@ -140,9 +161,17 @@ type Order struct {
 	Jurisdiction []string   `json:"jurisdiction"`
 	Issued       *time.Time `json:"issued,omitempty"`
 	Effective    time.Time  `json:"effective"`
-	Expires      time.Time  `json:"expires"`
-	Targets      []Target   `json:"targets"`
-	Note         string     `json:"note,omitempty"`
+	// Expires is when the order stops blocking; the zero time means an
+	// open-ended order, which intake accepts only where the operator
+	// allows it explicitly.
+	Expires time.Time `json:"expires,omitzero"`
+	Targets []Target  `json:"targets"`
+	Note    string    `json:"note,omitempty"`
+	// AmendingAuthorities may amend the order besides its own authority:
+	// the regulator a court entrusts with dynamic blocking, for example.
+	AmendingAuthorities []string `json:"amending_authorities,omitempty"`
+	// Amendments counts the amendments applied to the order.
+	Amendments int `json:"amendments,omitempty"`
 
 	// Received is when writ accepted the order.
 	Received time.Time `json:"received"`
@@ -183,7 +212,13 @@ const (
 	StatusRevoked Status = "revoked"
 	// StatusSuspended: paused, for example while a contest is examined.
 	StatusSuspended Status = "suspended"
+	// StatusWithdrawn: no target is left; every one was rejected by a
+	// reviewer or removed.
+	StatusWithdrawn Status = "withdrawn"
 )
+
+// Statuses lists every status, in lifecycle order.
+var Statuses = []Status{StatusHeld, StatusScheduled, StatusActive, StatusExpired, StatusRevoked, StatusSuspended, StatusWithdrawn}
 
 // StatusAt returns the order's status at time now.
 func (o *Order) StatusAt(now time.Time) Status {
@@ -194,10 +229,16 @@ func (o *Order) StatusAt(now time.Time) Status {
 		return StatusSuspended
 	}
 	switch {
-	case !now.Before(o.Expires):
+	case !o.OpenEnded() && !now.Before(o.Expires):
 		return StatusExpired
-	case !o.hasActiveTarget():
-		return StatusHeld
+	case !o.has(TargetActive):
+		switch {
+		case o.has(TargetHeld):
+			return StatusHeld
+		case o.has(TargetSuspended):
+			return StatusSuspended
+		}
+		return StatusWithdrawn
 	case now.Before(o.Effective):
 		return StatusScheduled
 	default:
@@ -221,15 +262,18 @@ func (o *Order) NextChange(now time.Time) (time.Time, bool) {
 	if now.Before(o.Effective) {
 		return o.Effective, true
 	}
-	if now.Before(o.Expires) {
+	if !o.OpenEnded() && now.Before(o.Expires) {
 		return o.Expires, true
 	}
 	return time.Time{}, false
 }
 
-func (o *Order) hasActiveTarget() bool {
+// OpenEnded reports whether the order has no expiry.
+func (o *Order) OpenEnded() bool { return o.Expires.IsZero() }
+
+func (o *Order) has(state TargetState) bool {
 	for _, t := range o.Targets {
-		if t.State == TargetActive {
+		if t.State == state {
 			return true
 		}
 	}
@@ -242,6 +286,7 @@ func (o *Order) Clone() *Order {
 	c := *o
 	c.Jurisdiction = append([]string(nil), o.Jurisdiction...)
 	c.Targets = append([]Target(nil), o.Targets...)
+	c.AmendingAuthorities = append([]string(nil), o.AmendingAuthorities...)
 	if o.Issued != nil {
 		t := *o.Issued
 		c.Issued = &t
@@ -256,13 +301,22 @@ func (o *Order) Clone() *Order {
 // EventKind names what happened to an order.
 type EventKind string
 
-// Event kinds.
+// Event kinds. Details of contest events carry only what the public
+// record shows, never the filer's identity or contact.
 const (
-	EventReceived  EventKind = "received"
-	EventHeld      EventKind = "held"
-	EventActivated EventKind = "activated"
-	EventExpired   EventKind = "expired"
-	EventRevoked   EventKind = "revoked"
+	EventReceived   EventKind = "received"
+	EventHeld       EventKind = "held"
+	EventReleased   EventKind = "released"
+	EventRejected   EventKind = "rejected"
+	EventActivated  EventKind = "activated"
+	EventAmended    EventKind = "amended"
+	EventContested  EventKind = "contested"
+	EventDecided    EventKind = "contest_decided"
+	EventSuspended  EventKind = "suspended"
+	EventReinstated EventKind = "reinstated"
+	EventExpiring   EventKind = "expiring"
+	EventExpired    EventKind = "expired"
+	EventRevoked    EventKind = "revoked"
 )
 
 // Event is one entry in an order's history. Seq is assigned by the store

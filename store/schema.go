@@ -29,6 +29,48 @@ var migrations = []string{
 		detail    TEXT NOT NULL
 	);
 	CREATE INDEX events_order_seq ON events(order_id, seq);`,
+
+	// 2: due process: registered authorities, credentials, contests and
+	// enforcement receipts.
+	`CREATE TABLE authorities (
+		id               TEXT PRIMARY KEY,
+		name             TEXT NOT NULL,
+		kind             TEXT NOT NULL,
+		jurisdiction     TEXT NOT NULL,
+		deadline_seconds INTEGER NOT NULL,
+		registered_at    TEXT NOT NULL
+	);
+	CREATE TABLE principals (
+		id         TEXT PRIMARY KEY,
+		name       TEXT NOT NULL,
+		role       TEXT NOT NULL,
+		authority  TEXT NOT NULL,
+		token_hash TEXT NOT NULL UNIQUE,
+		created_at TEXT NOT NULL,
+		disabled   INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE contests (
+		id          INTEGER PRIMARY KEY AUTOINCREMENT,
+		order_id    TEXT NOT NULL REFERENCES orders(id),
+		target      TEXT NOT NULL,
+		grounds     TEXT NOT NULL,
+		filer_name  TEXT NOT NULL,
+		filer_email TEXT NOT NULL,
+		filed_at    TEXT NOT NULL,
+		status      TEXT NOT NULL,
+		decided_at  TEXT NOT NULL,
+		decision    TEXT NOT NULL
+	);
+	CREATE INDEX contests_order ON contests(order_id, id);
+	CREATE TABLE receipts (
+		point      TEXT NOT NULL,
+		version    INTEGER NOT NULL,
+		applied_at TEXT NOT NULL,
+		PRIMARY KEY (point, version)
+	);`,
+
+	// 3: the jurisdiction an enforcement point serves, if only one.
+	`ALTER TABLE receipts ADD COLUMN scope TEXT NOT NULL DEFAULT '';`,
 }
 
 // The bookkeeping table lives outside the migrations so that the version

@@ -1,0 +1,17 @@
+package policy
+
+import "time"
+
+// Receipt is an enforcement point's statement that, from At on, it
+// enforced policy Version (and therefore every earlier change). Points
+// are named by kind and place: "dns", "gate", "rpz:192.0.2.53".
+type Receipt struct {
+	Point   string    `json:"point"`
+	Version uint64    `json:"version"`
+	At      time.Time `json:"at"`
+	// Scope, when set, is the one jurisdiction the point enforces (an RPZ
+	// zone of one country): it then vouches only for orders that apply
+	// there. Empty for points that enforce every jurisdiction (the DNS
+	// server, the gate).
+	Scope string `json:"scope,omitempty"`
+}

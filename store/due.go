@@ -1,0 +1,400 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/writ-project/writ/access"
+	"github.com/writ-project/writ/order"
+	"github.com/writ-project/writ/policy"
+)
+
+// PutAuthority registers an authority, or updates a registered one.
+func (s *SQLite) PutAuthority(ctx context.Context, a order.RegisteredAuthority) error {
+	_, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO authorities(id, name, kind, jurisdiction, deadline_seconds, registered_at)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT(id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
+				jurisdiction = excluded.jurisdiction, deadline_seconds = excluded.deadline_seconds`,
+			a.ID, a.Name, string(a.Kind), a.Jurisdiction, a.DeadlineSeconds, formatTime(a.Registered))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: register authority %s: %w", a.ID, err)
+	}
+	return nil
+}
+
+// Authorities returns every registered authority, by id.
+func (s *SQLite) Authorities(ctx context.Context) ([]order.RegisteredAuthority, error) {
+	var out []order.RegisteredAuthority
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, name, kind, jurisdiction, deadline_seconds, registered_at FROM authorities ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			a, err := scanAuthority(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, a)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: authorities: %w", err)
+	}
+	return out, nil
+}
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanAuthority(r scanner) (order.RegisteredAuthority, error) {
+	var (
+		a    order.RegisteredAuthority
+		kind string
+		at   string
+	)
+	if err := r.Scan(&a.ID, &a.Name, &kind, &a.Jurisdiction, &a.DeadlineSeconds, &at); err != nil {
+		return a, err
+	}
+	a.Kind = order.AuthorityKind(kind)
+	var err error
+	a.Registered, err = time.Parse(timeLayout, at)
+	return a, err
+}
+
+// CreatePrincipal stores new credentials. An id or token hash already in
+// use is ErrExists.
+func (s *SQLite) CreatePrincipal(ctx context.Context, p access.Principal) error {
+	_, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO principals(id, name, role, authority, token_hash, created_at, disabled)
+			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			p.ID, p.Name, string(p.Role), p.Authority, p.TokenHash, formatTime(p.Created), p.Disabled)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return ErrExists
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: create principal %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+const principalColumns = `id, name, role, authority, token_hash, created_at, disabled`
+
+func scanPrincipal(r scanner) (access.Principal, error) {
+	var (
+		p    access.Principal
+		role string
+		at   string
+	)
+	if err := r.Scan(&p.ID, &p.Name, &role, &p.Authority, &p.TokenHash, &at, &p.Disabled); err != nil {
+		return p, err
+	}
+	p.Role = access.Role(role)
+	var err error
+	p.Created, err = time.Parse(timeLayout, at)
+	return p, err
+}
+
+// PrincipalByTokenHash finds the principal holding a token, by its hash.
+func (s *SQLite) PrincipalByTokenHash(ctx context.Context, hash string) (access.Principal, error) {
+	var p access.Principal
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		p, err = scanPrincipal(tx.QueryRowContext(ctx, `SELECT `+principalColumns+` FROM principals WHERE token_hash = ?`, hash))
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return access.Principal{}, fmt.Errorf("store: principal by token: %w", err)
+	}
+	return p, nil
+}
+
+// Principals returns every principal, by id.
+func (s *SQLite) Principals(ctx context.Context) ([]access.Principal, error) {
+	var out []access.Principal
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT `+principalColumns+` FROM principals ORDER BY id`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			p, err := scanPrincipal(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, p)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: principals: %w", err)
+	}
+	return out, nil
+}
+
+// SetPrincipalDisabled disables or re-enables a principal's credentials.
+func (s *SQLite) SetPrincipalDisabled(ctx context.Context, id string, disabled bool) error {
+	_, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE principals SET disabled = ? WHERE id = ?`, disabled, id)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: principal %s: %w", id, err)
+	}
+	return nil
+}
+
+// CreateContest stores a new contest, assigning its id, and appends the
+// events that events returns for that id, in one transaction.
+func (s *SQLite) CreateContest(ctx context.Context, c *order.Contest, events func(id int64) []order.Event) (uint64, error) {
+	var (
+		id   int64
+		evs  []order.Event
+		seqs []uint64
+	)
+	version, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO contests(order_id, target, grounds, filer_name, filer_email, filed_at, status, decided_at, decision)
+			VALUES (?, ?, ?, ?, ?, ?, ?, '', '')`,
+			c.OrderID, c.Target, c.Grounds, c.Filer.Name, c.Filer.Email, formatTime(c.Filed), string(c.Status))
+		if err != nil {
+			return err
+		}
+		if id, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		evs = events(id)
+		seqs, err = insertEvents(ctx, tx, c.OrderID, evs)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: file contest against %s: %w", c.OrderID, err)
+	}
+	c.ID = id
+	fillEvents(evs, c.OrderID, seqs)
+	return version, nil
+}
+
+// DecideContest records a contest's outcome, with the order as changed by
+// it (nil when unchanged) and events, in one transaction.
+func (s *SQLite) DecideContest(ctx context.Context, c *order.Contest, o *order.Order, events []order.Event) (uint64, error) {
+	var doc string
+	if o != nil {
+		var err error
+		if doc, err = encodeOrder(o); err != nil {
+			return 0, fmt.Errorf("store: decide contest %d: %w", c.ID, err)
+		}
+	}
+	var seqs []uint64
+	version, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		decided := ""
+		if c.Decided != nil {
+			decided = formatTime(*c.Decided)
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE contests SET status = ?, decided_at = ?, decision = ? WHERE id = ?`,
+			string(c.Status), decided, c.Decision, c.ID)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err == nil && n == 0 {
+			return ErrNotFound
+		}
+		if o != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, document = ? WHERE id = ?`, statusColumn(o), doc, o.ID); err != nil {
+				return err
+			}
+		}
+		seqs, err = insertEvents(ctx, tx, c.OrderID, events)
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("store: decide contest %d: %w", c.ID, err)
+	}
+	fillEvents(events, c.OrderID, seqs)
+	return version, nil
+}
+
+const contestColumns = `id, order_id, target, grounds, filer_name, filer_email, filed_at, status, decided_at, decision`
+
+func scanContest(r scanner) (order.Contest, error) {
+	var (
+		c              order.Contest
+		filed, decided string
+		status         string
+	)
+	if err := r.Scan(&c.ID, &c.OrderID, &c.Target, &c.Grounds, &c.Filer.Name, &c.Filer.Email, &filed, &status, &decided, &c.Decision); err != nil {
+		return c, err
+	}
+	c.Status = order.ContestStatus(status)
+	var err error
+	if c.Filed, err = time.Parse(timeLayout, filed); err != nil {
+		return c, err
+	}
+	if decided != "" {
+		t, err := time.Parse(timeLayout, decided)
+		if err != nil {
+			return c, err
+		}
+		c.Decided = &t
+	}
+	return c, nil
+}
+
+// Contest returns one contest.
+func (s *SQLite) Contest(ctx context.Context, id int64) (order.Contest, error) {
+	var c order.Contest
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		c, err = scanContest(tx.QueryRowContext(ctx, `SELECT `+contestColumns+` FROM contests WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return order.Contest{}, fmt.Errorf("store: contest %d: %w", id, err)
+	}
+	return c, nil
+}
+
+// Contests returns the contests against an order ("" for all), oldest
+// first.
+func (s *SQLite) Contests(ctx context.Context, orderID string) ([]order.Contest, error) {
+	var out []order.Contest
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		q, args := `SELECT `+contestColumns+` FROM contests ORDER BY id`, []any{}
+		if orderID != "" {
+			q, args = `SELECT `+contestColumns+` FROM contests WHERE order_id = ? ORDER BY id`, []any{orderID}
+		}
+		rows, err := tx.QueryContext(ctx, q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			c, err := scanContest(rows)
+			if err != nil {
+				return err
+			}
+			out = append(out, c)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: contests: %w", err)
+	}
+	return out, nil
+}
+
+// AddReceipt records that an enforcement point applied a policy version.
+// A repeated receipt keeps the earliest time: enforcement began then.
+func (s *SQLite) AddReceipt(ctx context.Context, r policy.Receipt) error {
+	if strings.TrimSpace(r.Point) == "" {
+		return errors.New("store: receipt without an enforcement point")
+	}
+	_, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO receipts(point, version, applied_at, scope) VALUES (?, ?, ?, ?)
+			ON CONFLICT(point, version) DO UPDATE SET applied_at = MIN(applied_at, excluded.applied_at)`,
+			r.Point, int64(r.Version), formatTime(r.At), r.Scope)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: receipt of %s for version %d: %w", r.Point, r.Version, err)
+	}
+	return nil
+}
+
+// FirstReceipts returns, for every enforcement point, its first receipt
+// for a version at or above version: when that point began enforcing a
+// change made at that version.
+func (s *SQLite) FirstReceipts(ctx context.Context, version uint64) ([]policy.Receipt, error) {
+	var out []policy.Receipt
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT r.point, r.version, r.applied_at, r.scope FROM receipts r
+			WHERE r.version = (SELECT MIN(version) FROM receipts WHERE point = r.point AND version >= ?)
+			ORDER BY r.point`, int64(version))
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				r  policy.Receipt
+				v  int64
+				at string
+			)
+			if err := rows.Scan(&r.Point, &v, &at, &r.Scope); err != nil {
+				return err
+			}
+			if r.Version, err = toVersion(v); err != nil {
+				return err
+			}
+			if r.At, err = time.Parse(timeLayout, at); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: receipts from version %d: %w", version, err)
+	}
+	return out, nil
+}
+
+// Points returns every enforcement point that ever sent a receipt, with
+// its latest receipt.
+func (s *SQLite) Points(ctx context.Context) ([]policy.Receipt, error) {
+	var out []policy.Receipt
+	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT point, MAX(version), applied_at, scope FROM receipts GROUP BY point ORDER BY point`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				r  policy.Receipt
+				v  int64
+				at string
+			)
+			if err := rows.Scan(&r.Point, &v, &at, &r.Scope); err != nil {
+				return err
+			}
+			if r.Version, err = toVersion(v); err != nil {
+				return err
+			}
+			if r.At, err = time.Parse(timeLayout, at); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: enforcement points: %w", err)
+	}
+	return out, nil
+}
