@@ -6,7 +6,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	_ "embed"
 	"encoding/json"
 	"errors"
@@ -21,7 +20,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"gopkg.in/yaml.v3"
 
+	"github.com/writ-project/writ/access"
 	"github.com/writ-project/writ/jurisdiction"
 	"github.com/writ-project/writ/order"
 	"github.com/writ-project/writ/policy"
@@ -31,11 +32,32 @@ import (
 
 // Registry is the order registry the API drives; registry.Registry is one.
 type Registry interface {
-	Submit(ctx context.Context, sub *order.Submission, principal string) (*order.Order, error)
+	Submit(ctx context.Context, sub *order.Submission, by access.Principal) (*order.Order, error)
 	Acknowledged(id string, at time.Time)
-	Revoke(ctx context.Context, id, reason, principal string) (*order.Order, error)
+	Revoke(ctx context.Context, id, reason string, by access.Principal) (*order.Order, error)
+	Amend(ctx context.Context, id string, a *order.Amendment, by access.Principal) (*order.Order, error)
+	Hold(ctx context.Context, id, target, reason string, by access.Principal) (*order.Order, error)
+	Release(ctx context.Context, id, target, reason string, by access.Principal) (*order.Order, error)
+	Reject(ctx context.Context, id, target, reason string, by access.Principal) (*order.Order, error)
+	Suspend(ctx context.Context, id, target, reason string, by access.Principal) (*order.Order, error)
+	Reinstate(ctx context.Context, id, target, reason string, by access.Principal) (*order.Order, error)
+	FileContest(ctx context.Context, id string, sub *order.ContestSubmission) (*order.Contest, error)
+	DecideContest(ctx context.Context, id int64, outcome order.ContestStatus, reason string, by access.Principal) (*order.Contest, error)
+	Contest(ctx context.Context, id int64) (order.Contest, error)
+	Contests(ctx context.Context, orderID string) ([]order.Contest, error)
 	Order(ctx context.Context, id string) (*order.Order, []order.Event, error)
 	Orders() []*order.Order
+	RegisterAuthority(ctx context.Context, a order.RegisteredAuthority, by access.Principal) (order.RegisteredAuthority, error)
+	Authorities() []order.RegisteredAuthority
+	CreatePrincipal(ctx context.Context, p access.Principal, by access.Principal) (string, error)
+	Principals(ctx context.Context, by access.Principal) ([]access.Principal, error)
+	DisablePrincipal(ctx context.Context, id string, disabled bool, by access.Principal) error
+	Authenticate(ctx context.Context, token string) (access.Principal, error)
+	RecordReceipt(ctx context.Context, rc policy.Receipt, by access.Principal) error
+	Receipts(ctx context.Context, id string) (*registry.OrderReceipts, error)
+	Points(ctx context.Context) ([]policy.Receipt, error)
+	EventsSince(ctx context.Context, after uint64, limit int) ([]order.Event, error)
+	Changed() <-chan struct{}
 	Policy() *policy.Holder
 	Now() time.Time
 }
@@ -47,8 +69,6 @@ type Scoper interface {
 
 // Config configures the API.
 type Config struct {
-	// Token is the bearer token that authorises changes. Required.
-	Token string
 	// PublicURL is the externally visible base URL, used in links to the
 	// public record ("https://writ.isp.example").
 	PublicURL string
@@ -58,6 +78,9 @@ type Config struct {
 	// BlockAnswer describes the DNS answer to a blocked query, for
 	// decisions ("REFUSED with EDE 16 (Censored)").
 	BlockAnswer string
+	// ContestsPerHour bounds the contests one client address may file per
+	// hour (a burst of that many, refilled evenly). Default 10.
+	ContestsPerHour int
 	// Gatherer supplies /metrics. Nil serves no metrics.
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
@@ -70,43 +93,138 @@ const DefaultMaxBodyBytes = 64 << 20
 var openAPI []byte
 
 type server struct {
-	cfg Config
-	reg Registry
-	sc  Scoper
+	cfg      Config
+	reg      Registry
+	sc       Scoper
+	contests *limiter
+	spec     []byte // openapi.yaml as JSON
 }
 
 // New returns the API's HTTP handler.
 func New(cfg Config, reg Registry, sc Scoper) (http.Handler, error) {
-	if cfg.Token == "" {
-		return nil, errors.New("api: no bearer token configured")
-	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.ContestsPerHour <= 0 {
+		cfg.ContestsPerHour = 10
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
 	cfg.PublicURL = strings.TrimSuffix(cfg.PublicURL, "/")
-	s := &server{cfg: cfg, reg: reg, sc: sc}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/orders", s.authorized(s.createOrder))
-	mux.HandleFunc("GET /v1/orders", s.listOrders)
-	mux.HandleFunc("GET /v1/orders/{id}", s.getOrder)
-	mux.HandleFunc("POST /v1/orders/{id}/revoke", s.authorized(s.revokeOrder))
-	mux.HandleFunc("GET /v1/check", s.check)
-	mux.HandleFunc("GET /v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/yaml")
-		w.Write(openAPI)
-	})
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "policy_version": s.reg.Policy().Load().Version()})
-	})
-	if cfg.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	spec, err := specJSON()
+	if err != nil {
+		return nil, err
 	}
-	mux.HandleFunc("GET /orders/{id}", s.recordPage)
-	mux.HandleFunc("GET /{$}", s.indexPage)
-	return s.logged(mux), nil
+	s := &server{cfg: cfg, reg: reg, sc: sc, contests: newLimiter(cfg.ContestsPerHour, time.Hour), spec: spec}
+	mux := http.NewServeMux()
+	for _, rt := range s.routes() {
+		mux.HandleFunc(rt.pattern, rt.handler)
+	}
+	return s.logged(s.authenticated(mux)), nil
+}
+
+// route is one endpoint of the API.
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+func (s *server) routes() []route {
+	// Routes that change the record, contests apart, refuse anonymous
+	// requests before reading anything.
+	auth := needsCredentials
+	rts := []route{
+		{"POST /v1/orders", auth(s.createOrder)},
+		{"GET /v1/orders", s.listOrders},
+		{"GET /v1/orders/{id}", s.getOrder},
+		{"POST /v1/orders/{id}/revoke", auth(s.revokeOrder)},
+		{"POST /v1/orders/{id}/amendments", auth(s.amendOrder)},
+		{"POST /v1/orders/{id}/hold", auth(s.reviewTarget(Registry.Hold))},
+		{"POST /v1/orders/{id}/release", auth(s.reviewTarget(Registry.Release))},
+		{"POST /v1/orders/{id}/reject", auth(s.reviewTarget(Registry.Reject))},
+		{"POST /v1/orders/{id}/suspend", auth(s.reviewTarget(Registry.Suspend))},
+		{"POST /v1/orders/{id}/reinstate", auth(s.reviewTarget(Registry.Reinstate))},
+		{"POST /v1/orders/{id}/contests", s.fileContest},
+		{"GET /v1/orders/{id}/contests", s.orderContests},
+		{"GET /v1/orders/{id}/receipts", s.orderReceipts},
+		{"GET /v1/contests", s.listContests},
+		{"GET /v1/contests/{id}", s.getContest},
+		{"POST /v1/contests/{id}/decision", auth(s.decideContest)},
+		{"GET /v1/authorities", s.listAuthorities},
+		{"POST /v1/authorities", auth(s.registerAuthority)},
+		{"GET /v1/principals", auth(s.listPrincipals)},
+		{"POST /v1/principals", auth(s.createPrincipal)},
+		{"POST /v1/principals/{id}/disable", auth(s.disablePrincipal(true))},
+		{"POST /v1/principals/{id}/enable", auth(s.disablePrincipal(false))},
+		{"POST /v1/receipts", auth(s.recordReceipt)},
+		{"GET /v1/points", s.listPoints},
+		{"GET /v1/events", s.events},
+		{"GET /v1/check", s.check},
+		{"GET /v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/yaml")
+			w.Write(openAPI)
+		}},
+		{"GET /v1/openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(s.spec)
+		}},
+		{"GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "policy_version": s.reg.Policy().Load().Version()})
+		}},
+	}
+	if s.cfg.Gatherer != nil {
+		rts = append(rts, route{"GET /metrics", promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{}).ServeHTTP})
+	}
+	return rts
+}
+
+// OpenAPI returns the OpenAPI description of a node's whole HTTP
+// interface, in YAML.
+func OpenAPI() []byte { return openAPI }
+
+// specJSON converts the embedded OpenAPI YAML to JSON once, at start.
+func specJSON() ([]byte, error) {
+	var doc any
+	if err := yaml.Unmarshal(openAPI, &doc); err != nil {
+		return nil, fmt.Errorf("api: openapi.yaml: %w", err)
+	}
+	b, err := json.Marshal(jsonCompatible(doc))
+	if err != nil {
+		return nil, fmt.Errorf("api: openapi.yaml: %w", err)
+	}
+	return b, nil
+}
+
+// jsonCompatible turns YAML's map[string]any (and, for older decoders,
+// map[any]any) trees into something encoding/json accepts.
+func jsonCompatible(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, e := range t {
+			t[k] = jsonCompatible(e)
+		}
+		return t
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, e := range t {
+			m[fmt.Sprint(k)] = jsonCompatible(e)
+		}
+		return m
+	case []any:
+		for i, e := range t {
+			t[i] = jsonCompatible(e)
+		}
+	}
+	return v
+}
+
+// ServedElsewhere reports whether a path of openapi.yaml is served in
+// front of this handler, by the public record and the ledger, rather than
+// by it: the document describes the whole HTTP interface of a node.
+func ServedElsewhere(path string) bool {
+	return path == "/" || path == "/orders/{id}" || path == "/v1/report" ||
+		strings.HasPrefix(path, "/v1/ledger/") || strings.HasSuffix(path, "/lumen") || strings.HasSuffix(path, "/dsa")
 }
 
 // RecordURL is the public record page of an order under base.
@@ -114,17 +232,30 @@ func RecordURL(base, id string) string { return strings.TrimSuffix(base, "/") + 
 
 func (s *server) recordURL(id string) string { return RecordURL(s.cfg.PublicURL, id) }
 
-// logged logs each mutating request and every server error.
+// logged logs each mutating request, with its principal, and every
+// server error.
 func (s *server) logged(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		who := &access.Principal{}
 		start := time.Now()
-		h.ServeHTTP(rec, r)
+		h.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), whoKey{}, who)))
 		if r.Method != http.MethodGet || rec.status >= 500 {
 			s.cfg.Logger.Info("http request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
-				"remote", r.RemoteAddr, "duration", time.Since(start))
+				"principal", who.String(), "remote", r.RemoteAddr, "duration", time.Since(start))
 		}
 	})
+}
+
+// whoKey carries, from logged to authenticated, where to note the
+// request's principal for the log line.
+type whoKey struct{}
+
+// Flush lets server-sent events through the recorder.
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 type statusRecorder struct {
@@ -137,18 +268,85 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
-// authorized admits requests bearing the configured token. Comparison
-// takes constant time, so response timing does not reveal the token.
-func (s *server) authorized(next func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		// The scheme is case-insensitive (RFC 9110, section 11.1).
-		scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(token)), []byte(s.cfg.Token)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="writ"`)
-			writeError(w, http.StatusUnauthorized, "this request changes the record and needs the API token: send \"Authorization: Bearer <token>\"", nil)
+type principalKey struct{}
+
+// authenticated identifies the principal of each request from its bearer
+// token; requests without one act as the public. A token that matches no
+// enabled credentials is refused outright rather than demoted to public,
+// so that a mistyped token is noticed.
+func (s *server) authenticated(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := r.Header.Get("Authorization")
+		who, _ := r.Context().Value(whoKey{}).(*access.Principal)
+		if who != nil {
+			*who = access.Anonymous
+		}
+		if h == "" {
+			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, access.Anonymous)))
 			return
 		}
-		next(w, r, "operator")
+		// The scheme is case-insensitive (RFC 9110, section 11.1).
+		scheme, token, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
+			unauthorized(w, "send credentials as \"Authorization: Bearer <token>\"")
+			return
+		}
+		p, err := s.reg.Authenticate(r.Context(), strings.TrimSpace(token))
+		if err != nil {
+			unauthorized(w, "the bearer token matches no enabled credentials")
+			return
+		}
+		if who != nil {
+			*who = p
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
+	})
+}
+
+// needsCredentials refuses requests of the public with 401.
+func needsCredentials(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if principalOf(r).Role == access.Public {
+			unauthorized(w, "this request changes the record and needs credentials: send \"Authorization: Bearer <token>\"")
+			return
+		}
+		next(w, r)
+	}
+}
+
+func unauthorized(w http.ResponseWriter, msg string) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="writ"`)
+	writeError(w, http.StatusUnauthorized, msg, nil)
+}
+
+func principalOf(r *http.Request) access.Principal {
+	if p, ok := r.Context().Value(principalKey{}).(access.Principal); ok {
+		return p
+	}
+	return access.Anonymous
+}
+
+// fail answers an error from the registry with the status it calls for.
+func (s *server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var inv *order.InvalidError
+	switch {
+	case errors.As(err, &inv):
+		writeError(w, http.StatusBadRequest, "rejected: nothing was changed", inv.Fields)
+	case errors.Is(err, registry.ErrForbidden) && principalOf(r).Role == access.Public:
+		unauthorized(w, err.Error())
+	case errors.Is(err, registry.ErrForbidden):
+		writeError(w, http.StatusForbidden, err.Error(), nil)
+	case errors.Is(err, registry.ErrNotFound):
+		writeError(w, http.StatusNotFound, err.Error(), nil)
+	case errors.Is(err, registry.ErrConflict):
+		writeError(w, http.StatusConflict, err.Error(), nil)
+	default:
+		s.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg := "the record could not be read: "
+		if r.Method != http.MethodGet {
+			msg = "the change could not be recorded; nothing was changed: "
+		}
+		writeError(w, http.StatusInternalServerError, msg+err.Error(), nil)
 	}
 }
 
@@ -210,7 +408,7 @@ func (s *server) view(o *order.Order, now time.Time) orderView {
 	return orderView{Order: o, Status: o.StatusAt(now), Enforced: o.EnforcedAt(now), RecordURL: s.recordURL(o.ID)}
 }
 
-func (s *server) createOrder(w http.ResponseWriter, r *http.Request, principal string) {
+func (s *server) createOrder(w http.ResponseWriter, r *http.Request) {
 	body, ok := s.readJSON(w, r)
 	if !ok {
 		return
@@ -218,7 +416,7 @@ func (s *server) createOrder(w http.ResponseWriter, r *http.Request, principal s
 	sub, err := order.DecodeBytes(body)
 	if err == nil {
 		var o *order.Order
-		o, err = s.reg.Submit(r.Context(), sub, principal)
+		o, err = s.reg.Submit(r.Context(), sub, principalOf(r))
 		if err == nil {
 			now := s.reg.Now()
 			v := s.view(o, now)
@@ -248,8 +446,7 @@ func (s *server) createOrder(w http.ResponseWriter, r *http.Request, principal s
 		writeError(w, http.StatusBadRequest, "order rejected: nothing was recorded", inv.Fields)
 		return
 	}
-	s.cfg.Logger.Error("order submission failed", "err", err)
-	writeError(w, http.StatusInternalServerError, "the order could not be recorded; nothing was enforced: "+err.Error(), nil)
+	s.fail(w, r, err)
 }
 
 func (s *server) listOrders(w http.ResponseWriter, r *http.Request) {
@@ -287,31 +484,40 @@ func (s *server) getOrder(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-func (s *server) revokeOrder(w http.ResponseWriter, r *http.Request, principal string) {
-	body, ok := s.readJSON(w, r)
-	if !ok {
-		return
-	}
+func (s *server) revokeOrder(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Reason string `json:"reason"`
 	}
-	if len(strings.TrimSpace(string(body))) > 0 {
-		dec := json.NewDecoder(strings.NewReader(string(body)))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
-			writeError(w, http.StatusBadRequest, "revocation body: "+err.Error()+` (expected {"reason": "..."})`, nil)
-			return
+	if !s.readBody(w, r, &req, true) {
+		return
+	}
+	o, err := s.reg.Revoke(r.Context(), r.PathValue("id"), req.Reason, principalOf(r))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, s.view(o, s.reg.Now()))
+}
+
+// readBody decodes a small JSON request body strictly into v; an empty
+// body is allowed when optional. It answers the error itself.
+func (s *server) readBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
+	body, ok := s.readJSON(w, r)
+	if !ok {
+		return false
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		if optional {
+			return true
 		}
+		writeError(w, http.StatusBadRequest, "request body: empty; expected a JSON object", nil)
+		return false
 	}
-	o, err := s.reg.Revoke(r.Context(), r.PathValue("id"), req.Reason, principal)
-	switch {
-	case errors.Is(err, registry.ErrNotFound):
-		writeError(w, http.StatusNotFound, err.Error(), nil)
-	case errors.Is(err, registry.ErrConflict):
-		writeError(w, http.StatusConflict, err.Error(), nil)
-	case err != nil:
-		writeError(w, http.StatusInternalServerError, err.Error(), nil)
-	default:
-		writeJSON(w, http.StatusOK, s.view(o, s.reg.Now()))
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		writeError(w, http.StatusBadRequest, "request body: "+err.Error(), nil)
+		return false
 	}
+	return true
 }

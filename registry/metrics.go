@@ -2,6 +2,7 @@ package registry
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -14,6 +15,9 @@ type Metrics struct {
 	r              *Registry
 	submitted      atomic.Uint64
 	compileSeconds prometheus.Histogram
+	// enforceSeconds is the time from an order's deadline start to each
+	// enforcement point's first receipt that includes it.
+	enforceSeconds *prometheus.HistogramVec
 }
 
 func newMetrics(r *Registry) *Metrics {
@@ -24,7 +28,16 @@ func newMetrics(r *Registry) *Metrics {
 			Help:    "Time to compile and publish a policy snapshot.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}),
+		enforceSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "writ_time_to_enforce_seconds",
+			Help:    "Time from an order's receipt (or effective time) to each enforcement point's first receipt that includes it.",
+			Buckets: []float64{.001, .01, .1, .5, 1, 2, 5, 10, 30, 60, 300, 900, 1800, 3600},
+		}, []string{"point"}),
 	}
+}
+
+func (m *Metrics) observeEnforcement(point string, d time.Duration) {
+	m.enforceSeconds.WithLabelValues(point).Observe(max(d, 0).Seconds())
 }
 
 var (
@@ -42,6 +55,7 @@ func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	m.compileSeconds.Describe(ch)
+	m.enforceSeconds.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -58,7 +72,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	for _, o := range m.r.Orders() {
 		counts[o.StatusAt(now)]++
 	}
-	for _, st := range []order.Status{order.StatusHeld, order.StatusScheduled, order.StatusActive, order.StatusExpired, order.StatusRevoked, order.StatusSuspended} {
+	for _, st := range order.Statuses {
 		gauge(descOrders, float64(counts[st]), string(st))
 	}
 	ch <- prometheus.MustNewConstMetric(descSubmitted, prometheus.CounterValue, float64(m.submitted.Load()))
@@ -66,4 +80,5 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBlocks, prometheus.CounterValue, float64(c.Blocks.Load()), id)
 	})
 	m.compileSeconds.Collect(ch)
+	m.enforceSeconds.Collect(ch)
 }

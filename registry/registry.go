@@ -2,7 +2,9 @@
 // intake, records them and their events in the store before acknowledging
 // them, and keeps the published policy equal to the orders in force,
 // recompiling when an order changes and when one takes effect or expires,
-// without a restart.
+// without a restart. It also holds the due process around orders: who may
+// act (authorities, credentials, roles), review of held targets,
+// amendments, contests, suspension, and receipts from enforcement points.
 package registry
 
 import (
@@ -16,9 +18,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/writ-project/writ/access"
 	"github.com/writ-project/writ/order"
 	"github.com/writ-project/writ/policy"
-	"github.com/writ-project/writ/store"
 )
 
 // Store is the persistence the registry needs; store.SQLite is one.
@@ -28,6 +30,23 @@ type Store interface {
 	AppendEvents(ctx context.Context, events []order.Event) (uint64, error)
 	Orders(ctx context.Context) ([]*order.Order, uint64, error)
 	Events(ctx context.Context, orderID string) ([]order.Event, error)
+	EventsSince(ctx context.Context, after uint64, limit int) ([]order.Event, error)
+
+	PutAuthority(ctx context.Context, a order.RegisteredAuthority) error
+	Authorities(ctx context.Context) ([]order.RegisteredAuthority, error)
+	CreatePrincipal(ctx context.Context, p access.Principal) error
+	PrincipalByTokenHash(ctx context.Context, hash string) (access.Principal, error)
+	Principals(ctx context.Context) ([]access.Principal, error)
+	SetPrincipalDisabled(ctx context.Context, id string, disabled bool) error
+
+	CreateContest(ctx context.Context, c *order.Contest, events func(id int64) []order.Event) (uint64, error)
+	DecideContest(ctx context.Context, c *order.Contest, o *order.Order, events []order.Event) (uint64, error)
+	Contest(ctx context.Context, id int64) (order.Contest, error)
+	Contests(ctx context.Context, orderID string) ([]order.Contest, error)
+
+	AddReceipt(ctx context.Context, r policy.Receipt) error
+	FirstReceipts(ctx context.Context, version uint64) ([]policy.Receipt, error)
+	Points(ctx context.Context) ([]policy.Receipt, error)
 }
 
 // Clock is the registry's source of time and timers; tests replace it.
@@ -46,47 +65,71 @@ func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
 // Options configure a Registry.
 type Options struct {
 	Intake order.Intake
-	Clock  Clock // default: the system clock
-	Logger *slog.Logger
+	// ExpiryReminder, when set, records an "expiring" event this long
+	// before each order expires, so that authorities and operators can
+	// renew or let go in time. Zero sends no reminders.
+	ExpiryReminder time.Duration
+	Clock          Clock // default: the system clock
+	Logger         *slog.Logger
 }
 
 // Errors the registry returns; test with errors.Is.
 var (
-	ErrNotFound = errors.New("no such order")
-	ErrConflict = errors.New("conflicts with the order's state")
+	ErrNotFound  = errors.New("not found")
+	ErrConflict  = errors.New("conflicts with the current state")
+	ErrForbidden = errors.New("not permitted")
 )
 
 // Registry owns the set of orders and the policy compiled from it.
 type Registry struct {
 	store    Store
 	intake   order.Intake
+	reminder time.Duration
 	clock    Clock
 	log      *slog.Logger
 	holder   *policy.Holder
 	counters *policy.CounterSet
 	metrics  *Metrics
 
-	mu       sync.Mutex // serialises changes, compilation and the timer
-	orders   map[string]*order.Order
-	version  uint64
-	stopTick func() bool
-	closed   bool
-	// noted records the time-driven status of each order for which an
-	// event was written, so that taking effect and expiry are recorded once.
-	noted map[string]order.Status
+	mu          sync.Mutex // serialises changes, compilation and the timer
+	orders      map[string]*order.Order
+	authorities map[string]order.RegisteredAuthority
+	version     uint64
+	stopTick    func() bool
+	closed      bool
+	// active and expired remember the orders whose taking effect or
+	// expiry is on record, and reminded those whose reminder is, so that
+	// each is recorded once.
+	active, expired, reminded map[string]bool
+	// activation is the version at which each order first took effect:
+	// receipts for that version or later prove its enforcement.
+	activation map[string]activationMark
+	changed    chan struct{} // closed at each recorded event
+	receipts   receiptTracker
+}
+
+type activationMark struct {
+	version uint64
+	at      time.Time
 }
 
 // Open loads every order from st, publishes the policy in force now, and
 // schedules the next recompilation.
 func Open(ctx context.Context, st Store, opts Options) (*Registry, error) {
 	r := &Registry{
-		store:    st,
-		intake:   opts.Intake,
-		clock:    opts.Clock,
-		log:      opts.Logger,
-		counters: &policy.CounterSet{},
-		orders:   map[string]*order.Order{},
-		noted:    map[string]order.Status{},
+		store:       st,
+		intake:      opts.Intake,
+		reminder:    opts.ExpiryReminder,
+		clock:       opts.Clock,
+		log:         opts.Logger,
+		counters:    &policy.CounterSet{},
+		orders:      map[string]*order.Order{},
+		authorities: map[string]order.RegisteredAuthority{},
+		active:      map[string]bool{},
+		expired:     map[string]bool{},
+		reminded:    map[string]bool{},
+		activation:  map[string]activationMark{},
+		changed:     make(chan struct{}),
 	}
 	if r.clock == nil {
 		r.clock = systemClock{}
@@ -95,6 +138,7 @@ func Open(ctx context.Context, st Store, opts Options) (*Registry, error) {
 		r.log = slog.Default()
 	}
 	r.metrics = newMetrics(r)
+	r.receipts.init()
 	orders, version, err := st.Orders(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("registry: load orders: %w", err)
@@ -103,34 +147,47 @@ func Open(ctx context.Context, st Store, opts Options) (*Registry, error) {
 		r.orders[o.ID] = o
 	}
 	r.version = version
-	r.holder = policy.NewHolder(nil)
-	// Lifecycle events already on record are not written again. An order
-	// already in effect when received was active from its "received" event.
-	now := r.clock.Now()
-	for _, o := range orders {
-		if status := o.StatusAt(now); status != order.StatusExpired && status != order.StatusActive {
-			continue
-		}
-		if !o.Effective.After(o.Received) {
-			r.noted[o.ID] = order.StatusActive
-		}
-		evs, err := st.Events(ctx, o.ID)
+	auths, err := st.Authorities(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("registry: load authorities: %w", err)
+	}
+	for _, a := range auths {
+		r.authorities[a.ID] = a
+	}
+	// What is already on record is not recorded again.
+	for after := uint64(0); ; {
+		evs, err := st.EventsSince(ctx, after, 10000)
 		if err != nil {
-			return nil, fmt.Errorf("registry: events of %s: %w", o.ID, err)
+			return nil, fmt.Errorf("registry: load events: %w", err)
+		}
+		if len(evs) == 0 {
+			break
 		}
 		for _, e := range evs {
-			switch {
-			case e.Kind == order.EventExpired:
-				r.noted[o.ID] = order.StatusExpired
-			case e.Kind == order.EventActivated && r.noted[o.ID] == "":
-				r.noted[o.ID] = order.StatusActive
-			}
+			r.note(e)
 		}
+		after = evs[len(evs)-1].Seq
 	}
+	r.holder = policy.NewHolder(nil)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.republish(ctx)
 	return r, nil
+}
+
+// note remembers what a recorded event means for the lifecycle.
+func (r *Registry) note(e order.Event) {
+	switch e.Kind {
+	case order.EventActivated:
+		if !r.active[e.OrderID] {
+			r.active[e.OrderID] = true
+			r.activation[e.OrderID] = activationMark{version: e.Seq, at: e.At}
+		}
+	case order.EventExpired:
+		r.expired[e.OrderID] = true
+	case order.EventExpiring:
+		r.reminded[e.OrderID] = true
+	}
 }
 
 // Policy returns the holder through which the registry publishes
@@ -146,78 +203,22 @@ func (r *Registry) Metrics() *Metrics { return r.metrics }
 // Now is the registry clock's current time.
 func (r *Registry) Now() time.Time { return r.clock.Now() }
 
-// Submit validates a submission, records the order with its events, and
-// publishes the new policy before returning. A submission with any
-// invalid field returns *order.InvalidError and changes nothing.
-func (r *Registry) Submit(ctx context.Context, sub *order.Submission, principal string) (*order.Order, error) {
+// Changed returns a channel closed at the next recorded event, for
+// followers of the event stream.
+func (r *Registry) Changed() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.clock.Now().UTC()
-	for attempt := 0; ; attempt++ {
-		o, err := r.intake.Accept(sub, newID(now), now)
-		if err != nil {
-			return nil, err
-		}
-		events := []order.Event{{OrderID: o.ID, At: now, Kind: order.EventReceived, Principal: principal,
-			Detail: fmt.Sprintf("%d targets for %s from %s", len(o.Targets), o.JurisdictionString(), o.Authority.Name)}}
-		for _, t := range o.Targets {
-			if t.State == order.TargetHeld {
-				events = append(events, order.Event{OrderID: o.ID, At: now, Kind: order.EventHeld, Principal: "writ", Detail: t.String() + " " + t.HoldReason})
-			}
-		}
-		version, err := r.store.CreateOrder(ctx, o, events)
-		if errors.Is(err, store.ErrExists) && attempt < 3 {
-			continue // an id collision: draw another
-		}
-		if err != nil {
-			return nil, fmt.Errorf("registry: record order: %w", err)
-		}
-		r.orders[o.ID] = o
-		r.version = version
-		if o.StatusAt(now) == order.StatusActive {
-			r.noted[o.ID] = order.StatusActive
-		}
-		r.metrics.submitted.Add(1)
-		r.republish(ctx)
-		r.log.Info("order received", "order", o.ID, "authority", o.Authority.ID, "jurisdiction", o.JurisdictionString(),
-			"targets", len(o.Targets), "status", o.StatusAt(now), "principal", principal, "policy_version", r.version)
-		return o.Clone(), nil
-	}
+	return r.changed
+}
+
+// EventsSince returns recorded events after seq, oldest first.
+func (r *Registry) EventsSince(ctx context.Context, after uint64, limit int) ([]order.Event, error) {
+	return r.store.EventsSince(ctx, after, limit)
 }
 
 // Acknowledged records when the order was acknowledged to its submitter,
 // from which enforcement points measure propagation.
 func (r *Registry) Acknowledged(id string, at time.Time) { r.counters.For(id).Acknowledged(at) }
-
-// Revoke withdraws an order: it stops blocking at once and for good.
-func (r *Registry) Revoke(ctx context.Context, id, reason, principal string) (*order.Order, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	o, ok := r.orders[id]
-	if !ok {
-		return nil, fmt.Errorf("order %s: %w", id, ErrNotFound)
-	}
-	now := r.clock.Now().UTC()
-	switch st := o.StatusAt(now); st {
-	case order.StatusRevoked:
-		return nil, fmt.Errorf("order %s was already revoked on %s: %w", id, o.DispositionAt.Format(time.RFC3339), ErrConflict)
-	case order.StatusExpired:
-		return nil, fmt.Errorf("order %s expired on %s and no longer blocks: %w", id, o.Expires.Format(time.RFC3339), ErrConflict)
-	}
-	c := o.Clone()
-	c.Disposition = order.Revoked
-	c.DispositionAt = &now
-	c.DispositionReason = reason
-	version, err := r.store.UpdateOrder(ctx, c, []order.Event{{OrderID: id, At: now, Kind: order.EventRevoked, Principal: principal, Detail: reason}})
-	if err != nil {
-		return nil, fmt.Errorf("registry: record revocation: %w", err)
-	}
-	r.orders[id] = c
-	r.version = version
-	r.republish(ctx)
-	r.log.Info("order revoked", "order", id, "principal", principal, "reason", reason, "policy_version", r.version)
-	return c.Clone(), nil
-}
 
 // Order returns one order and its history.
 func (r *Registry) Order(ctx context.Context, id string) (*order.Order, []order.Event, error) {
@@ -246,19 +247,15 @@ func (r *Registry) Orders() []*order.Order {
 		if c := b.Received.Compare(a.Received); c != 0 {
 			return c
 		}
-		return compareStrings(b.ID, a.ID)
+		switch {
+		case a.ID < b.ID:
+			return 1
+		case a.ID > b.ID:
+			return -1
+		}
+		return 0
 	})
 	return out
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Close stops the recompilation timer.
@@ -269,6 +266,21 @@ func (r *Registry) Close() {
 	if r.stopTick != nil {
 		r.stopTick()
 	}
+}
+
+// recorded updates the registry after events were committed at version:
+// it notes them, wakes followers and republishes the policy. r.mu must be
+// held.
+func (r *Registry) recorded(ctx context.Context, version uint64, events []order.Event) {
+	if version > r.version {
+		r.version = version
+	}
+	for _, e := range events {
+		r.note(e)
+	}
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.republish(ctx)
 }
 
 // republish records lifecycle events due by now, compiles the orders in
@@ -291,12 +303,16 @@ func (r *Registry) republish(ctx context.Context) {
 		r.stopTick()
 		r.stopTick = nil
 	}
-	if next := snap.ValidUntil(); !next.IsZero() && !r.closed {
+	next := snap.ValidUntil()
+	if t, ok := r.nextReminder(now); ok && (next.IsZero() || t.Before(next)) {
+		next = t
+	}
+	if !next.IsZero() && !r.closed {
 		r.stopTick = r.clock.AfterFunc(next.Sub(now), r.tick)
 	}
 }
 
-// tick runs when an order takes effect or expires.
+// tick runs when an order takes effect or expires, or a reminder is due.
 func (r *Registry) tick() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -306,39 +322,64 @@ func (r *Registry) tick() {
 	r.republish(context.Background())
 }
 
-// recordLifecycle writes an event for each order that took effect or
-// expired since it was last looked at. A failure to write is logged and
-// retried at the next recompilation; enforcement never waits for it.
-func (r *Registry) recordLifecycle(ctx context.Context, now time.Time) {
-	var events []order.Event
-	var ids []string
-	var states []order.Status
+func (r *Registry) nextReminder(now time.Time) (time.Time, bool) {
+	if r.reminder <= 0 {
+		return time.Time{}, false
+	}
+	var next time.Time
 	for id, o := range r.orders {
-		st := o.StatusAt(now)
-		if (st != order.StatusActive && st != order.StatusExpired) || r.noted[id] == st {
+		if r.reminded[id] || o.OpenEnded() || o.Disposition != "" {
 			continue
 		}
-		kind, at := order.EventActivated, o.Effective
-		if st == order.StatusExpired {
-			kind, at = order.EventExpired, o.Expires
+		at := o.Expires.Add(-r.reminder)
+		if at.After(now) && (next.IsZero() || at.Before(next)) {
+			next = at
 		}
-		events = append(events, order.Event{OrderID: id, At: at, Kind: kind, Principal: "writ"})
-		ids = append(ids, id)
-		states = append(states, st)
+	}
+	return next, !next.IsZero()
+}
+
+// recordLifecycle writes an event for each order that took effect, is
+// about to expire, or expired since it was last looked at. A failure to
+// write is logged and retried at the next recompilation; enforcement
+// never waits for it. r.mu must be held.
+func (r *Registry) recordLifecycle(ctx context.Context, now time.Time) {
+	var events []order.Event
+	for id, o := range r.orders {
+		switch st := o.StatusAt(now); {
+		case st == order.StatusActive && !r.active[id]:
+			at := o.Effective
+			if at.Before(o.Received) {
+				at = o.Received
+			}
+			events = append(events, order.Event{OrderID: id, At: at, Kind: order.EventActivated, Principal: "writ", Detail: "in force"})
+		case st == order.StatusExpired && !r.expired[id]:
+			events = append(events, order.Event{OrderID: id, At: o.Expires, Kind: order.EventExpired, Principal: "writ"})
+		}
+		if r.reminder > 0 && !r.reminded[id] && !o.OpenEnded() && o.Disposition == "" &&
+			o.StatusAt(now) != order.StatusExpired && !now.Before(o.Expires.Add(-r.reminder)) {
+			events = append(events, order.Event{OrderID: id, At: now, Kind: order.EventExpiring, Principal: "writ",
+				Detail: "expires " + o.Expires.UTC().Format(time.RFC3339)})
+		}
 	}
 	if len(events) == 0 {
 		return
 	}
+	slices.SortFunc(events, func(a, b order.Event) int { return a.At.Compare(b.At) })
 	version, err := r.store.AppendEvents(ctx, events)
 	if err != nil {
 		r.log.Error("recording lifecycle events failed; will retry", "err", err)
 		return
 	}
-	r.version = version
-	for i, id := range ids {
-		r.noted[id] = states[i]
-		r.log.Info("order "+string(events[i].Kind), "order", id, "at", events[i].At)
+	if version > r.version {
+		r.version = version
 	}
+	for _, e := range events {
+		r.note(e)
+		r.log.Info("order "+string(e.Kind), "order", e.OrderID, "at", e.At)
+	}
+	close(r.changed)
+	r.changed = make(chan struct{})
 }
 
 // newID returns an order id: the UTC date it was received and 32 random
@@ -349,4 +390,12 @@ func newID(now time.Time) string {
 		panic(err)
 	}
 	return now.UTC().Format("20060102") + "-" + hex.EncodeToString(b[:])
+}
+
+// forbidden builds the error for a principal who may not take an action.
+func forbidden(p access.Principal, a access.Action) error {
+	if p.Role == access.Public {
+		return fmt.Errorf("to %s you need credentials with the role %v: %w", a, access.Roles(a), ErrForbidden)
+	}
+	return fmt.Errorf("%s may not %s (roles allowed: %v): %w", p, a, access.Roles(a), ErrForbidden)
 }

@@ -3,14 +3,18 @@ package registry
 import (
 	"context"
 	"errors"
+	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
 	"path/filepath"
 	"sort"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/writ-project/writ/access"
 	"github.com/writ-project/writ/jurisdiction"
 	"github.com/writ-project/writ/order"
+	"github.com/writ-project/writ/policy"
 	"github.com/writ-project/writ/store"
 )
 
@@ -78,8 +82,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 var (
-	t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	fr = jurisdiction.MustParse("FR")
+	t0       = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	fr       = jurisdiction.MustParse("FR")
+	operator = access.Principal{ID: "test", Name: "test", Role: access.Operator}
 )
 
 func open(t *testing.T, path string, clock *fakeClock) (*Registry, *store.SQLite) {
@@ -125,11 +130,11 @@ func TestExpiryAndEffectWithoutRestart(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	r, _ := open(t, filepath.Join(t.TempDir(), "writ.db"), clock)
 	ctx := context.Background()
-	now, err := r.Submit(ctx, submission(t0.Add(-time.Hour), t0.Add(time.Hour), "now.example"), "test")
+	now, err := r.Submit(ctx, submission(t0.Add(-time.Hour), t0.Add(time.Hour), "now.example"), operator)
 	if err != nil {
 		t.Fatal(err)
 	}
-	later, err := r.Submit(ctx, submission(t0.Add(30*time.Minute), t0.Add(2*time.Hour), "later.example"), "test")
+	later, err := r.Submit(ctx, submission(t0.Add(30*time.Minute), t0.Add(2*time.Hour), "later.example"), operator)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,11 +158,11 @@ func TestExpiryAndEffectWithoutRestart(t *testing.T) {
 		t.Fatal("second order not expired")
 	}
 	_, evs, _ := r.Order(ctx, now.ID)
-	if got := kinds(evs); len(got) != 2 || got[0] != order.EventReceived || got[1] != order.EventExpired {
+	if got := kinds(evs); fmt.Sprint(got) != "[received activated expired]" {
 		t.Fatalf("events %v", got)
 	}
 	_, evs, _ = r.Order(ctx, later.ID)
-	if got := kinds(evs); len(got) != 3 || got[1] != order.EventActivated || got[2] != order.EventExpired {
+	if got := kinds(evs); fmt.Sprint(got) != "[received activated expired]" || !evs[1].At.Equal(t0.Add(30*time.Minute)) {
 		t.Fatalf("events %v", got)
 	}
 }
@@ -167,7 +172,7 @@ func TestLifecycleEventsAreRecordedOnceAcrossRestarts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "writ.db")
 	r, st := open(t, path, clock)
 	ctx := context.Background()
-	o, err := r.Submit(ctx, submission(t0.Add(-time.Hour), t0.Add(time.Hour), "a.example"), "test")
+	o, err := r.Submit(ctx, submission(t0.Add(-time.Hour), t0.Add(time.Hour), "a.example"), operator)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +190,7 @@ func TestLifecycleEventsAreRecordedOnceAcrossRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := kinds(evs); len(got) != 2 || got[1] != order.EventExpired {
+	if got := kinds(evs); fmt.Sprint(got) != "[received activated expired]" {
 		t.Fatalf("events %v", got)
 	}
 }
@@ -194,12 +199,12 @@ func TestRejectedOrderChangesNothing(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	r, st := open(t, filepath.Join(t.TempDir(), "writ.db"), clock)
 	ctx := context.Background()
-	if _, err := r.Submit(ctx, submission(t0, t0.Add(time.Hour), "good.example"), "test"); err != nil {
+	if _, err := r.Submit(ctx, submission(t0, t0.Add(time.Hour), "good.example"), operator); err != nil {
 		t.Fatal(err)
 	}
 	version := r.Policy().Load().Version()
 	bad := submission(t0, t0.Add(time.Hour), "fine.example", "co.uk")
-	_, err := r.Submit(ctx, bad, "test")
+	_, err := r.Submit(ctx, bad, operator)
 	var inv *order.InvalidError
 	if !errors.As(err, &inv) {
 		t.Fatalf("err = %v", err)
@@ -217,28 +222,28 @@ func TestRevoke(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	r, _ := open(t, filepath.Join(t.TempDir(), "writ.db"), clock)
 	ctx := context.Background()
-	o, err := r.Submit(ctx, submission(t0, t0.Add(time.Hour), "a.example"), "test")
+	o, err := r.Submit(ctx, submission(t0, t0.Add(time.Hour), "a.example"), operator)
 	if err != nil {
 		t.Fatal(err)
 	}
 	before := r.Policy().Load().Version()
-	if _, err := r.Revoke(ctx, o.ID, "overturned", "test"); err != nil {
+	if _, err := r.Revoke(ctx, o.ID, "overturned", operator); err != nil {
 		t.Fatal(err)
 	}
 	if blocked(r, "a.example") || r.Policy().Load().Version() <= before {
 		t.Fatal("revoked order still enforced, or version not advanced")
 	}
-	if _, err := r.Revoke(ctx, o.ID, "again", "test"); !errors.Is(err, ErrConflict) {
+	if _, err := r.Revoke(ctx, o.ID, "again", operator); !errors.Is(err, ErrConflict) {
 		t.Fatalf("second revoke: %v", err)
 	}
-	if _, err := r.Revoke(ctx, "nope", "", "test"); !errors.Is(err, ErrNotFound) {
+	if _, err := r.Revoke(ctx, "nope", "", operator); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("unknown order: %v", err)
 	}
 	// Time passing does not resurrect it, nor add an expiry event to a
 	// revoked order's history.
 	clock.Advance(2 * time.Hour)
 	_, evs, _ := r.Order(ctx, o.ID)
-	if got := kinds(evs); len(got) != 2 || got[1] != order.EventRevoked {
+	if got := kinds(evs); fmt.Sprint(got) != "[received activated revoked]" {
 		t.Fatalf("events %v", got)
 	}
 }
@@ -249,7 +254,7 @@ func TestHeldTargetsAreRecordedAndNeverEnforced(t *testing.T) {
 	ctx := context.Background()
 	s := submission(t0, t0.Add(time.Hour), "a.example")
 	s.Targets = append(s.Targets, order.SubmittedTarget{IP: "1.1.1.1"})
-	o, err := r.Submit(ctx, s, "test")
+	o, err := r.Submit(ctx, s, operator)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +266,7 @@ func TestHeldTargetsAreRecordedAndNeverEnforced(t *testing.T) {
 		t.Fatalf("snapshot has %d prefixes, %d names", snap.Prefixes(), snap.Names())
 	}
 	_, evs, _ := r.Order(ctx, o.ID)
-	if got := kinds(evs); len(got) != 2 || got[1] != order.EventHeld || evs[1].Detail == "" {
+	if got := kinds(evs); fmt.Sprint(got) != "[received held activated]" || evs[1].Detail == "" {
 		t.Fatalf("events %+v", evs)
 	}
 }
@@ -270,7 +275,7 @@ func TestReopenRestoresPolicy(t *testing.T) {
 	clock := &fakeClock{now: t0}
 	path := filepath.Join(t.TempDir(), "writ.db")
 	r, st := open(t, path, clock)
-	if _, err := r.Submit(context.Background(), submission(t0, t0.Add(time.Hour), "a.example"), "test"); err != nil {
+	if _, err := r.Submit(context.Background(), submission(t0, t0.Add(time.Hour), "a.example"), operator); err != nil {
 		t.Fatal(err)
 	}
 	version := r.Policy().Load().Version()
@@ -279,5 +284,81 @@ func TestReopenRestoresPolicy(t *testing.T) {
 	r, _ = open(t, path, clock)
 	if !blocked(r, "a.example") || r.Policy().Load().Version() != version {
 		t.Fatal("policy not restored from the store")
+	}
+}
+
+func TestExpiryReminders(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "writ.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r, err := Open(context.Background(), st, Options{Clock: clock, ExpiryReminder: 24 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx := context.Background()
+	o, err := r.Submit(ctx, submission(t0.Add(-time.Hour), t0.Add(72*time.Hour), "a.example"), operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	history := func() string {
+		_, evs, err := r.Order(ctx, o.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(kinds(evs))
+	}
+	clock.Advance(47*time.Hour + 59*time.Minute)
+	if got := history(); got != "[received activated]" {
+		t.Fatalf("before the reminder: %s", got)
+	}
+	clock.Advance(time.Minute)
+	if got := history(); got != "[received activated expiring]" {
+		t.Fatalf("at the reminder: %s", got)
+	}
+	clock.Advance(24 * time.Hour)
+	if got := history(); got != "[received activated expiring expired]" {
+		t.Fatalf("at expiry: %s", got)
+	}
+}
+
+func TestReceiptsObserveTimeToEnforce(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	r, _ := open(t, filepath.Join(t.TempDir(), "writ.db"), clock)
+	ctx := context.Background()
+	o, err := r.Submit(ctx, submission(t0.Add(-time.Hour), t0.Add(time.Hour), "a.example"), operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := r.Policy().Load().Version()
+	if err := r.Receipt(ctx, policy.Receipt{Point: "rpz:a", Version: v, At: t0.Add(2 * time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Receipt(ctx, policy.Receipt{Point: "rpz:a", Version: v + 1}); err == nil {
+		t.Fatal("a receipt for a version not yet published was accepted")
+	}
+	rep, err := r.Receipts(ctx, o.ID)
+	if err != nil || len(rep.Points) != 1 || !rep.Points[0].Met || rep.Points[0].Seconds != 2 {
+		t.Fatalf("receipts %+v %v", rep, err)
+	}
+	// The histogram saw the order once for that point.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(r.Metrics())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, mf := range mfs {
+		if mf.GetName() == "writ_time_to_enforce_seconds" {
+			h := mf.GetMetric()[0].GetHistogram()
+			found = h.GetSampleCount() == 1 && h.GetSampleSum() == 2
+		}
+	}
+	if !found {
+		t.Fatal("time to enforce not observed exactly once")
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/writ-project/writ/access"
 	"github.com/writ-project/writ/api"
 	"github.com/writ-project/writ/order"
 	"github.com/writ-project/writ/registry"
@@ -201,8 +202,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frob"}, []string{`"frob"`}, true},
 		{[]string{"--frob"}, []string{`"--frob"`}, true},
 		{[]string{"help", "frob"}, []string{`"frob"`}, true},
-		{[]string{"order"}, []string{"subcommand", "add, list, show or revoke"}, false},
-		{[]string{"order", "frob"}, []string{`"frob"`, "add, list, show or revoke"}, false},
+		{[]string{"order"}, []string{"subcommand", "add, list, show, revoke, amend"}, false},
+		{[]string{"order", "frob"}, []string{`"frob"`, "add, list, show, revoke, amend"}, false},
 		{[]string{"order", "add"}, []string{"order add", "1 argument", "got 0"}, false},
 		{[]string{"order", "add", orderFile, orderFile}, []string{"order add", "got 2"}, false},
 		{[]string{"order", "show"}, []string{"order show"}, false},
@@ -340,7 +341,10 @@ func startAPI(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := api.New(api.Config{Token: "secret", PublicURL: "http://writ.example", BlockAnswer: "REFUSED with EDE 16 (Censored)", Logger: log}, reg, resolver)
+	if err := reg.EnsurePrincipal(t.Context(), access.Principal{ID: "operator", Name: "operator", Role: access.Operator}, "secret"); err != nil {
+		t.Fatal(err)
+	}
+	h, err := api.New(api.Config{PublicURL: "http://writ.example", BlockAnswer: "REFUSED with EDE 16 (Censored)", Logger: log}, reg, resolver)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -481,7 +485,7 @@ func TestClientCommands(t *testing.T) {
 	if _, err := cli("order", "revoke", id); err == nil || !strings.Contains(err.Error(), "already revoked") {
 		t.Errorf("second revocation: %v", err)
 	}
-	if _, err := cli("order", "show", "20990101-00000000"); err == nil || !strings.Contains(err.Error(), "no such order") {
+	if _, err := cli("order", "show", "20990101-00000000"); err == nil || !strings.Contains(err.Error(), "20990101-00000000: not found") {
 		t.Errorf("order show of an unknown id: %v", err)
 	}
 }

@@ -116,6 +116,8 @@ func init() {
 		"writ order list                 list orders",
 		"writ order show ID              show one order and its history",
 		"writ order revoke ID            revoke an order: it stops blocking at once",
+		"writ order amend|hold|release|reject|suspend|reinstate|queue|receipts",
+		"                                due process on an order (writ order --help)",
 	}})
 	register(command{name: "check", rank: 20, run: runCheck,
 		usage: []string{"writ check NAME --client IP     would NAME be blocked for this client, and why?"}})
@@ -127,6 +129,14 @@ Usage:
   writ order list             list orders, newest first
   writ order show ID          show one order and its history
   writ order revoke ID        revoke an order: it stops blocking at once
+  writ order amend ID         add or remove targets (--add, --add-all, --remove)
+  writ order queue            the held targets waiting for a reviewer
+  writ order hold ID          take an active target out of enforcement for review
+  writ order release ID       let a held target be enforced (reviewer)
+  writ order reject ID        refuse a held target for good (reviewer)
+  writ order suspend ID       pause an order or one target, e.g. while contested
+  writ order reinstate ID     end a suspension
+  writ order receipts ID      when each enforcement point applied the order
 
 The order format is that of testdata/orders-fr-motogp-2025.json: authority,
 legal_basis, jurisdiction (ISO 3166-1 codes or EU), effective and expires
@@ -145,14 +155,18 @@ func runOrder(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || isHelp(args[0]) {
 		fmt.Fprint(stdout, strings.TrimLeft(orderHelp, "\n"))
 		if len(args) == 0 {
-			return usageError("order needs a subcommand: add, list, show or revoke")
+			return usageError("order needs a subcommand: add, list, show, revoke, amend, hold, release, reject, suspend, reinstate, queue or receipts")
 		}
 		return nil
 	}
 	sub, args := args[0], args[1:]
+	if run, ok := orderDueCommands[sub]; ok {
+		return run(sub, args, stdout, stderr)
+	}
 	fs := newFlags("order "+sub, orderHelp, stdout, stderr)
 	c := clientFlags(fs)
 	asJSON := fs.Bool("json", false, "print the server's JSON answer")
+	quiet := fs.Bool("quiet", false, "print only the order id (for scripts)")
 	var status, reason *string
 	switch sub {
 	case "list":
@@ -161,7 +175,7 @@ func runOrder(args []string, stdout, stderr io.Writer) error {
 		reason = fs.String("reason", "", "why the order is revoked (recorded in its public history)")
 	case "add", "show":
 	default:
-		return usageError("unknown order subcommand %q: want add, list, show or revoke", sub)
+		return usageError("unknown order subcommand %q: want add, list, show, revoke, amend, hold, release, reject, suspend, reinstate, queue or receipts", sub)
 	}
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -219,6 +233,10 @@ func runOrder(args []string, stdout, stderr io.Writer) error {
 	}
 	if *asJSON {
 		return printJSON(stdout, out)
+	}
+	if *quiet {
+		fmt.Fprintln(stdout, out.ID)
+		return nil
 	}
 	switch sub {
 	case "add":

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -21,13 +22,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/writ-project/writ/access"
 	"github.com/writ-project/writ/api"
 	"github.com/writ-project/writ/dnsserver"
 	"github.com/writ-project/writ/internal/config"
 	"github.com/writ-project/writ/internal/demo"
 	"github.com/writ-project/writ/internal/localzone"
+	"github.com/writ-project/writ/ledger"
 	"github.com/writ-project/writ/order"
+	"github.com/writ-project/writ/policy"
+	"github.com/writ-project/writ/publicrecord"
 	"github.com/writ-project/writ/registry"
+	"github.com/writ-project/writ/rpz"
 	"github.com/writ-project/writ/scope"
 	"github.com/writ-project/writ/store"
 )
@@ -81,6 +87,12 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&dnsListen, "dns", "DNS listen `address` (UDP and TCP; repeatable; default "+dnsserver.DefaultListen+")")
 	fs.Var(&upstreams, "upstream", "upstream resolver `address`[:port] (repeatable, tried in order)")
 	fs.Var(&scopes, "scope", "client networks of a jurisdiction, `CC=prefix[,prefix…]` (repeatable), e.g. FR=192.0.2.0/24")
+	// RPZ feed flags; the other rpz.* settings come from the file.
+	var rpzListen, rpzNotify listFlag
+	fs.Var(&rpzListen, "rpz", "RPZ feed listen `address` (UDP and TCP; repeatable; default: no feed; see rpz/README.md)")
+	fs.Var(&rpzNotify, "rpz-notify", "secondary `address:port` told of every RPZ change by NOTIFY (repeatable)")
+	// HTTP gate flags (gate.go); the other gate.* settings come from the file.
+	gateFlags := newServeGateFlags(fs)
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -149,6 +161,15 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		log.Info("demo upstream answering the demo names only; pass --upstream to forward to a real resolver", "addr", demoUpstream.Addr())
 	}
 
+	// RPZ feed
+	if len(rpzListen) > 0 {
+		cfg.RPZ.Listen = rpzListen
+	}
+	if len(rpzNotify) > 0 {
+		cfg.RPZ.Notify = rpzNotify
+	}
+	// end of RPZ feed
+
 	res, err := cfg.Resolve()
 	if err != nil {
 		return fmt.Errorf("configuration:\n%w", err)
@@ -168,11 +189,16 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	reg, err := registry.Open(ctx, st, registry.Options{Intake: res.Intake, Logger: log})
+	reg, err := registry.Open(ctx, st, registry.Options{Intake: res.Intake, ExpiryReminder: res.ExpiryReminder, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer reg.Close()
+	// The token in the data directory is the operator's credential, from
+	// which the operator creates the others (writ principal add).
+	if err := reg.EnsurePrincipal(ctx, operatorPrincipal, token); err != nil {
+		return err
+	}
 
 	var demoOrder *order.Order
 	if *demoMode {
@@ -216,11 +242,55 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer dns.Shutdown(context.Background())
+	// Receipts: the DNS server enforces each snapshot the moment it is
+	// published, so its receipts follow the holder.
+	go followReceipts(ctx, reg, "dns", log)
+
+	// RPZ feed: the policy of each jurisdiction as a response policy zone
+	// for the operator's resolvers, following the same snapshots as dns.
+	if res.RPZ != nil {
+		res.RPZ.Logger = log
+		res.RPZ.StateFile = filepath.Join(cfg.DataDir, "rpz-state.json")
+		res.RPZ.RecordURL = func(id string) string { return api.RecordURL(res.PublicURL, id) }
+		// A secondary that transferred a serial enforces the policy that
+		// serial carries: that is its receipt.
+		zoneScope := map[string]string{}
+		res.RPZ.OnTransfer = func(zone string, serial uint32, version uint64, peer netip.Addr, _ bool) {
+			rc := policy.Receipt{Point: "rpz:" + peer.String() + "/" + strings.TrimSuffix(zone, "."), Version: version, At: time.Now(), Scope: zoneScope[zone]}
+			if err := reg.Receipt(ctx, rc); err != nil && ctx.Err() == nil {
+				log.Error("recording an RPZ receipt failed", "zone", zone, "serial", serial, "err", err)
+			}
+		}
+		feed, err := rpz.New(*res.RPZ, reg.Policy())
+		if err != nil {
+			return err
+		}
+		for _, c := range res.RPZ.Scopes {
+			zoneScope[feed.Zone(c)] = c.String()
+		}
+		if err := feed.Start(ctx); err != nil {
+			return err
+		}
+		defer feed.Shutdown(context.Background())
+	}
+	// end of RPZ feed
 
 	prom := prometheus.NewRegistry()
 	prom.MustRegister(reg.Metrics(), dns.Metrics, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// HTTP gate: the HTTP 451 enforcement point, on the same policy
+	// snapshots as dns, when a gate listener is configured (gate.go).
+	gate, err := startServeGate(ctx, gateFlags, &cfg, res.PublicURL, reg.Policy(), resolver, log)
+	if err != nil {
+		return err
+	}
+	if gate != nil {
+		defer gate.Shutdown(context.Background())
+		prom.MustRegister(gate.Gate().Metrics)
+		// Like dns, the gate decides with each snapshot once published.
+		go followReceipts(ctx, reg, "gate", log)
+	}
+	// end of HTTP gate
 	handler, err := api.New(api.Config{
-		Token:        token,
 		PublicURL:    res.PublicURL,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
 		BlockAnswer:  blockAnswer(res.DNS),
@@ -230,6 +300,38 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Ledger and public record: the Merkle log of every order event, caught
+	// up with the store before anything is served and kept in step with it
+	// after, and the public pages, report and exports, mounted in front of
+	// the API (publicRecordHandler in ledger.go lists the routes).
+	led, err := ledger.Open(ctx, cfg.DataDir, ledger.Options{Origin: res.Transparency.LedgerOrigin, DefaultOrigin: ledger.DefaultOrigin(res.PublicURL), Logger: log})
+	if err != nil {
+		return err
+	}
+	defer led.Close()
+	if n, err := led.Sync(ctx, st); err != nil {
+		return fmt.Errorf("ledger: catching up with the order store: %w", err)
+	} else if n > 0 {
+		log.Info("ledger caught up with the order store", "entries", n, "size", led.Size())
+	}
+	var lumen *publicrecord.Lumen
+	if res.Transparency.LumenURL != "" {
+		lumen, err = publicrecord.OpenLumen(publicrecord.LumenConfig{URL: res.Transparency.LumenURL, Token: res.Transparency.LumenToken,
+			StateFile: filepath.Join(cfg.DataDir, "lumen-notices.json"), Logger: log})
+		if err != nil {
+			return err
+		}
+	}
+	record := publicrecord.New(publicrecord.Config{PublicURL: res.PublicURL, Operator: cfg.Operator.Name, Lumen: lumen, Logger: log}, reg)
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	followed := make(chan struct{}, 2)
+	go func() { led.Follow(followCtx, st, reg.Changed, 10*time.Second); followed <- struct{}{} }()
+	go func() { record.FollowLumen(followCtx, reg.Changed, time.Minute); followed <- struct{}{} }()
+	// The followers stop before the ledger closes (defers run last first).
+	defer func() { stopFollowing(); <-followed; <-followed }()
+	log.Info("ledger open", "origin", led.Origin(), "size", led.Size(), "public_key", led.VerifierKey())
+	handler = publicRecordHandler(handler, led, st, record)
+	// end of ledger and public record
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -257,6 +359,26 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)
 }
+
+// followReceipts records a receipt for point at each policy version the
+// registry publishes, until ctx ends.
+func followReceipts(ctx context.Context, reg *registry.Registry, point string, log *slog.Logger) {
+	for {
+		changed := reg.Policy().Changed()
+		v := reg.Policy().Load().Version()
+		if err := reg.Receipt(ctx, policy.Receipt{Point: point, Version: v, At: time.Now()}); err != nil && ctx.Err() == nil {
+			log.Error("recording a receipt failed", "point", point, "version", v, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// operatorPrincipal holds the token of the data directory's api-token file.
+var operatorPrincipal = access.Principal{ID: "operator", Name: "operator (data directory token)", Role: access.Operator}
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	var level slog.Level
@@ -321,7 +443,7 @@ func seedDemo(ctx context.Context, reg *registry.Registry) (*order.Order, error)
 	if err != nil {
 		return nil, fmt.Errorf("demo order: %w", err)
 	}
-	o, err := reg.Submit(ctx, sub, "demo")
+	o, err := reg.Submit(ctx, sub, operatorPrincipal)
 	if err != nil {
 		return nil, fmt.Errorf("demo order: %w", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/writ-project/writ/dnsserver"
 	"github.com/writ-project/writ/jurisdiction"
 	"github.com/writ-project/writ/order"
+	"github.com/writ-project/writ/rpz"
 	"github.com/writ-project/writ/scope"
 )
 
@@ -40,6 +41,13 @@ type Config struct {
 	// clients outside every declared network.
 	GeoIPDatabase string `yaml:"geoip_database"`
 	Orders        Orders `yaml:"orders"`
+	// RPZ is the RPZ feed for resolvers (see rpz.go).
+	RPZ RPZ `yaml:"rpz"`
+	// Gate is the HTTP 451 gate (see gate.go).
+	Gate Gate `yaml:"gate"`
+	// Ledger and Lumen configure the public record (see transparency.go).
+	Ledger Ledger `yaml:"ledger"`
+	Lumen  Lumen  `yaml:"lumen"`
 }
 
 // Log configures logging.
@@ -87,12 +95,38 @@ type Operator struct {
 
 // Orders sets the intake rules.
 type Orders struct {
-	DefaultExpiry     Duration `yaml:"default_expiry"`
-	MaxTargets        int      `yaml:"max_targets"`
-	SharedInfraFile   string   `yaml:"shared_infrastructure_file"`
-	MaxPrefixBitsIPv4 int      `yaml:"max_prefix_bits_ipv4"`
-	MaxPrefixBitsIPv6 int      `yaml:"max_prefix_bits_ipv6"`
-	AllowNames        []string `yaml:"allow_names"`
+	// DefaultExpiry is given to orders that state no expiry. Empty: such
+	// orders are rejected (unless AllowOpenEnded).
+	DefaultExpiry Duration `yaml:"default_expiry"`
+	// AllowOpenEnded accepts orders without an expiry as open-ended.
+	AllowOpenEnded bool `yaml:"allow_open_ended"`
+	// ReviewDelegatedReporters holds every target of an order from a
+	// delegated reporter until a reviewer releases it.
+	ReviewDelegatedReporters bool `yaml:"review_delegated_reporters"`
+	// ExpiryReminder records an "expiring" event this long before an order
+	// expires. Empty or 0s: no reminders.
+	ExpiryReminder    Duration    `yaml:"expiry_reminder"`
+	MaxTargets        int         `yaml:"max_targets"`
+	SharedInfraFile   string      `yaml:"shared_infrastructure_file"`
+	SharedInfraLists  []RangeList `yaml:"shared_infrastructure_lists"`
+	MaxPrefixBitsIPv4 int         `yaml:"max_prefix_bits_ipv4"`
+	MaxPrefixBitsIPv6 int         `yaml:"max_prefix_bits_ipv6"`
+	AllowNames        []string    `yaml:"allow_names"`
+	// PassiveDNSFile is a sample of "name address" resolutions; an IP
+	// target behind which SharedNamesThreshold other names resolve is held.
+	PassiveDNSFile       string `yaml:"passive_dns_file"`
+	SharedNamesThreshold int    `yaml:"shared_names_threshold"`
+}
+
+// RangeList is a published list of CDN or cloud ranges, saved to a file:
+// every prefix in it counts as shared infrastructure.
+type RangeList struct {
+	// Format is text (one prefix a line, as Cloudflare publishes), aws
+	// (ip-ranges.json), google (goog.json, cloud.json) or fastly.
+	Format string `yaml:"format"`
+	File   string `yaml:"file"`
+	// Label names the provider in hold reasons.
+	Label string `yaml:"label"`
 }
 
 // Duration is a time.Duration written as "90s", "30m", "12h" or "90d".
@@ -100,6 +134,9 @@ type Duration time.Duration
 
 // UnmarshalYAML parses a duration, accepting a "d" suffix for days.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: want a duration such as 90d, 12h or 30m", n.Line)}}
+	}
 	v, err := ParseDuration(n.Value)
 	if err != nil {
 		// As a yaml.TypeError the message carries the line, like yaml's
@@ -110,8 +147,11 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// ParseDuration parses Go durations plus whole days ("90d").
+// ParseDuration parses Go durations plus whole days ("90d"); "" is zero.
 func ParseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
 		if err != nil || n < 0 {
@@ -142,8 +182,15 @@ func Default() Config {
 		Operator: Operator{
 			Language: "en",
 		},
+		Orders: Orders{
+			ReviewDelegatedReporters: true,
+			ExpiryReminder:           Duration(DefaultExpiryReminder),
+		},
 	}
 }
+
+// DefaultExpiryReminder is how long before expiry a reminder is recorded.
+const DefaultExpiryReminder = 7 * 24 * time.Hour
 
 // Load reads a YAML configuration file over the defaults. Unknown keys
 // are errors, so that a misspelt setting is not silently ignored.
@@ -165,12 +212,21 @@ func Load(path string) (Config, error) {
 // Resolved is a validated configuration in the types writ's components
 // take.
 type Resolved struct {
-	DNS       dnsserver.Config
-	Networks  []scope.Network
-	Intake    order.Intake
-	PublicURL string
-	TokenFile string
-	GeoIPPath string
+	DNS      dnsserver.Config
+	Networks []scope.Network
+	Intake   order.Intake
+	// ExpiryReminder is how long before expiry an "expiring" event is
+	// recorded; zero for none.
+	ExpiryReminder time.Duration
+	PublicURL      string
+	TokenFile      string
+	GeoIPPath      string
+	// RPZ is the RPZ feed's configuration; nil when it is off.
+	RPZ *rpz.Config
+	// Gate is the HTTP gate's configuration; Gate.Enabled says if it is on.
+	Gate *ResolvedGate
+	// Transparency configures the ledger and the Lumen push.
+	Transparency *Transparency
 }
 
 // Resolve validates c and converts it. Every problem is reported, each
@@ -272,12 +328,19 @@ func (c *Config) Resolve() (*Resolved, error) {
 	}
 
 	in := order.Intake{
-		DefaultExpiry: time.Duration(c.Orders.DefaultExpiry),
-		MaxTargets:    c.Orders.MaxTargets,
+		DefaultExpiry:   time.Duration(c.Orders.DefaultExpiry),
+		AllowOpenEnded:  c.Orders.AllowOpenEnded,
+		ReviewDelegated: c.Orders.ReviewDelegatedReporters,
+		MaxTargets:      c.Orders.MaxTargets,
 		Safeguards: order.Safeguards{
 			MaxPrefixBits4: c.Orders.MaxPrefixBitsIPv4,
 			MaxPrefixBits6: c.Orders.MaxPrefixBitsIPv6,
+			SharedNames:    c.Orders.SharedNamesThreshold,
 		},
+	}
+	r.ExpiryReminder = time.Duration(c.Orders.ExpiryReminder)
+	if c.Orders.SharedNamesThreshold < 0 {
+		bad("orders.shared_names_threshold", "%d: want 1 or more (0: the default, 2)", c.Orders.SharedNamesThreshold)
 	}
 	if b := c.Orders.MaxPrefixBitsIPv4; b < 0 || b > 32 {
 		bad("orders.max_prefix_bits_ipv4", "%d: want 1 to 32", b)
@@ -308,7 +371,46 @@ func (c *Config) Resolve() (*Resolved, error) {
 			in.Safeguards.SharedInfra = list
 		}
 	}
+	for i, l := range c.Orders.SharedInfraLists {
+		key := fmt.Sprintf("orders.shared_infrastructure_lists[%d]", i)
+		f, err := os.Open(l.File)
+		if err != nil {
+			bad(key, "%v", err)
+			continue
+		}
+		label := l.Label
+		if label == "" {
+			label = l.Format + " ranges from " + l.File
+		}
+		list, err := order.ParseRangeList(l.Format, label, f)
+		f.Close()
+		if err != nil {
+			bad(key, "%s: %v", l.File, err)
+			continue
+		}
+		in.Safeguards.SharedInfra = append(in.Safeguards.SharedInfra, list...)
+	}
+	if c.Orders.PassiveDNSFile != "" {
+		f, err := os.Open(c.Orders.PassiveDNSFile)
+		if err != nil {
+			bad("orders.passive_dns_file", "%v", err)
+		} else {
+			pd, err := order.ParsePassiveDNS(f)
+			f.Close()
+			if err != nil {
+				bad("orders.passive_dns_file", "%s: %v", c.Orders.PassiveDNSFile, err)
+			}
+			in.Safeguards.PassiveDNS = pd
+		}
+	}
 	r.Intake = in
+	r.RPZ = c.resolveRPZ(bad)
+	r.Transparency = c.resolveTransparency(bad)
+	if g, err := c.Gate.Resolve(c.Operator, r.PublicURL); err != nil {
+		errs = append(errs, err)
+	} else {
+		r.Gate = g
+	}
 
 	if err := r.DNS.Validate(); err != nil {
 		errs = append(errs, err)

@@ -109,16 +109,58 @@ scopes:
 geoip_database: /var/lib/writ/country.mmdb
 orders:
   default_expiry: 30d
+  allow_open_ended: true
+  review_delegated_reporters: false
+  expiry_reminder: 2d
   max_targets: 5000
   shared_infrastructure_file: SHARED
+  shared_infrastructure_lists: [{format: text, file: SHARED, label: Example CDN}]
   max_prefix_bits_ipv4: 22
   max_prefix_bits_ipv6: 40
   allow_names: [Bücher.Example, isp.example.]
+  passive_dns_file: PDNS
+  shared_names_threshold: 5
+rpz:
+  listen: ["127.0.0.1:5354"]
+  scopes: [FR]
+  zone: "{scope}.policy.isp.example."
+  action: cname
+  walled_garden: blocked.isp.example
+  ttl: 30s
+  refresh: 2m
+  retry: 20s
+  expire: 30d
+  history: 50
+  allow_transfer: [192.0.2.53, 10.53.0.0/24]
+  tsig_keys: [{name: writ-xfr, algorithm: hmac-sha256, secret: "c2VjcmV0"}]
+  require_tsig: true
+  notify: ["192.0.2.53:53"]
+gate:
+  listen: 127.0.0.1:8081
+  tls_listen: ""
+  certificates: []
+  tls_passthrough: ""
+  origin: http://127.0.0.1:8000
+  routes: {shop.example: "http://127.0.0.1:8001"}
+  decision_listen: 127.0.0.1:8451
+  trusted_proxies: [127.0.0.1, 10.0.0.0/8]
+  client_ip_header: Forwarded
+  blocked_by: https://isp.example/legal
+  max_age: 2m
+  follow: http://writ.isp.example:8080
+  poll_interval: 5s
+ledger:
+  origin: writ.isp.example/ledger
+lumen:
+  url: https://lumendatabase.org
+  token_file: LUMEN
 `
 
 func TestLoadFull(t *testing.T) {
 	shared := writeFile(t, "shared.txt", "# Public resolvers\n192.0.2.0/24\n198.51.100.53 # a resolver\n")
-	text := strings.Replace(fullYAML, "SHARED", shared, 1)
+	pdns := writeFile(t, "pdns.txt", "motogpstream.me 203.0.113.7\n")
+	lumenToken := writeFile(t, "lumen-token", "lumen-s3cret\n")
+	text := strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(fullYAML, "SHARED", shared), "PDNS", pdns), "LUMEN", lumenToken)
 	for _, k := range configKeys(reflect.TypeFor[Config](), "") {
 		if _, ok := fileKeys(t, []byte(text))[k]; !ok {
 			t.Fatalf("the test's full configuration lacks %s", k)
@@ -150,13 +192,35 @@ func TestLoadFull(t *testing.T) {
 
 		GeoIPDatabase: "/var/lib/writ/country.mmdb",
 		Orders: Orders{
-			DefaultExpiry:     Duration(30 * 24 * time.Hour),
-			MaxTargets:        5000,
-			SharedInfraFile:   shared,
-			MaxPrefixBitsIPv4: 22,
-			MaxPrefixBitsIPv6: 40,
-			AllowNames:        []string{"Bücher.Example", "isp.example."},
+			DefaultExpiry:            Duration(30 * 24 * time.Hour),
+			AllowOpenEnded:           true,
+			ReviewDelegatedReporters: false,
+			ExpiryReminder:           Duration(2 * 24 * time.Hour),
+			MaxTargets:               5000,
+			SharedInfraFile:          shared,
+			SharedInfraLists:         []RangeList{{Format: "text", File: shared, Label: "Example CDN"}},
+			MaxPrefixBitsIPv4:        22,
+			MaxPrefixBitsIPv6:        40,
+			AllowNames:               []string{"Bücher.Example", "isp.example."},
+			PassiveDNSFile:           pdns,
+			SharedNamesThreshold:     5,
 		},
+		RPZ: RPZ{
+			Listen: []string{"127.0.0.1:5354"}, Scopes: []string{"FR"}, Zone: "{scope}.policy.isp.example.",
+			Action: "cname", WalledGarden: "blocked.isp.example",
+			TTL: Duration(30 * time.Second), Refresh: Duration(2 * time.Minute), Retry: Duration(20 * time.Second), Expire: Duration(30 * 24 * time.Hour),
+			History: 50, AllowTransfer: []string{"192.0.2.53", "10.53.0.0/24"},
+			TSIGKeys:    []TSIGKey{{Name: "writ-xfr", Algorithm: "hmac-sha256", Secret: "c2VjcmV0"}},
+			RequireTSIG: true, Notify: []string{"192.0.2.53:53"},
+		},
+		Gate: Gate{
+			Listen: "127.0.0.1:8081", Certificates: []GateCertificate{}, Origin: "http://127.0.0.1:8000", Routes: map[string]string{"shop.example": "http://127.0.0.1:8001"},
+			DecisionListen: "127.0.0.1:8451", TrustedProxies: []string{"127.0.0.1", "10.0.0.0/8"}, ClientIPHeader: "Forwarded",
+			BlockedBy: "https://isp.example/legal", MaxAge: Duration(2 * time.Minute),
+			Follow: "http://writ.isp.example:8080", PollInterval: Duration(5 * time.Second),
+		},
+		Ledger: Ledger{Origin: "writ.isp.example/ledger"},
+		Lumen:  Lumen{URL: "https://lumendatabase.org", TokenFile: lumenToken},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Load:\n got %+v\nwant %+v", c, want)
@@ -165,6 +229,9 @@ func TestLoadFull(t *testing.T) {
 	r, err := c.Resolve()
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tr := *r.Transparency; tr != (Transparency{LedgerOrigin: "writ.isp.example/ledger", LumenURL: "https://lumendatabase.org", LumenToken: "lumen-s3cret"}) {
+		t.Errorf("transparency %+v", tr)
 	}
 	d := r.DNS
 	if !slices.Equal(d.Listen, want.DNS.Listen) || !slices.Equal(d.Upstreams, want.DNS.Upstreams) ||
@@ -198,9 +265,15 @@ func TestLoadFull(t *testing.T) {
 	wantShared := []order.SharedPrefix{
 		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Label: "Public resolvers"},
 		{Prefix: netip.MustParsePrefix("198.51.100.53/32"), Label: "a resolver"},
+		{Prefix: netip.MustParsePrefix("192.0.2.0/24"), Label: "Example CDN"},
+		{Prefix: netip.MustParsePrefix("198.51.100.53/32"), Label: "Example CDN"},
 	}
 	if !slices.Equal(in.Safeguards.SharedInfra, wantShared) {
 		t.Errorf("shared infrastructure %+v, want %+v", in.Safeguards.SharedInfra, wantShared)
+	}
+	if !in.AllowOpenEnded || in.ReviewDelegated || in.Safeguards.SharedNames != 5 || r.ExpiryReminder != 48*time.Hour ||
+		in.Safeguards.PassiveDNS == nil || len(in.Safeguards.PassiveDNS.NamesIn(netip.MustParsePrefix("203.0.113.7/32"))) != 1 {
+		t.Errorf("due-process settings not resolved: %+v, reminder %v", in, r.ExpiryReminder)
 	}
 	if r.PublicURL != "https://writ.isp.example" || r.TokenFile != "/etc/writ/token" || r.GeoIPPath != "/var/lib/writ/country.mmdb" {
 		t.Errorf("public URL %q, token file %q, GeoIP %q", r.PublicURL, r.TokenFile, r.GeoIPPath)
@@ -323,7 +396,10 @@ func TestParseDuration(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "d", "-1d", "1.5d", "d1", "90 d", "12", "twelve hours", "12x", "1h1d"} {
+	if d, err := ParseDuration(""); err != nil || d != 0 {
+		t.Errorf(`ParseDuration("") = %v, %v; want 0 (an empty setting)`, d, err)
+	}
+	for _, in := range []string{"d", "-1d", "1.5d", "d1", "90 d", "12", "twelve hours", "12x", "1h1d"} {
 		_, err := ParseDuration(in)
 		if err == nil {
 			t.Errorf("ParseDuration(%q) accepted", in)
@@ -381,6 +457,11 @@ func TestResolveErrors(t *testing.T) {
 		{"no upstreams", func(c *Config) { c.DNS.Upstreams = nil }, []string{"upstreams"}},
 		{"bad upstream", func(c *Config) { c.DNS.Upstreams = []string{"9.9.9.9:"} }, []string{"upstream", `"9.9.9.9:"`}},
 		{"contact", func(c *Config) { c.Operator.Contact = []string{"https://isp.example/contact"} }, []string{"contact", "https://isp.example/contact"}},
+		{"ledger origin", func(c *Config) { c.Ledger.Origin = "writ ledger" }, []string{"ledger.origin", `"writ ledger"`}},
+		{"lumen url", func(c *Config) { c.Lumen = Lumen{URL: "lumendatabase.org", TokenFile: badShared} }, []string{"lumen.url", `"lumendatabase.org"`}},
+		{"lumen without token", func(c *Config) { c.Lumen.URL = "https://lumendatabase.org" }, []string{"lumen.token_file", "required"}},
+		{"lumen token missing", func(c *Config) { c.Lumen = Lumen{URL: "https://lumendatabase.org", TokenFile: "/nonexistent/lumen"} }, []string{"lumen.token_file", "/nonexistent/lumen"}},
+		{"lumen token without url", func(c *Config) { c.Lumen.TokenFile = badShared }, []string{"lumen.token_file", "lumen.url"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := valid()
@@ -512,27 +593,36 @@ func TestExampleFile(t *testing.T) {
 		t.Errorf("example differs from Default(): %+v", c)
 	}
 	for name, pair := range map[string][2]any{
-		"dns.upstream_timeout":              {time.Duration(c.DNS.UpstreamTimeout), dnsserver.DefaultUpstreamTimeout},
-		"dns.block_mode":                    {r.DNS.BlockMode, dnsserver.Refused},
-		"dns.block_ttl":                     {time.Duration(c.DNS.BlockTTL), dnsserver.DefaultBlockTTL},
-		"dns.cache_entries":                 {c.DNS.CacheEntries, dnsserver.DefaultCacheEntries},
-		"dns.max_cache_ttl":                 {time.Duration(c.DNS.MaxCacheTTL), dnsserver.DefaultMaxCacheTTL},
-		"dns.ecs_trusted":                   {len(c.DNS.ECSTrusted), 0},
-		"dns.sinkhole_ipv4":                 {c.DNS.SinkholeIPv4, ""},
-		"dns.sinkhole_ipv6":                 {c.DNS.SinkholeIPv6, ""},
-		"http.public_url":                   {c.HTTP.PublicURL, ""},
-		"http.max_body_bytes":               {c.HTTP.MaxBodyBytes, int64(api.DefaultMaxBodyBytes)},
-		"api.token_file":                    {c.API.TokenFile, ""},
-		"operator.name":                     {c.Operator.Name, ""},
-		"operator.contact":                  {len(c.Operator.Contact), 0},
-		"scopes":                            {len(c.Scopes), 0},
-		"geoip_database":                    {c.GeoIPDatabase, ""},
-		"orders.default_expiry":             {time.Duration(c.Orders.DefaultExpiry), order.DefaultExpiry},
-		"orders.max_targets":                {c.Orders.MaxTargets, order.DefaultMaxTargets},
-		"orders.shared_infrastructure_file": {c.Orders.SharedInfraFile, ""},
-		"orders.max_prefix_bits_ipv4":       {c.Orders.MaxPrefixBitsIPv4, order.DefaultMaxPrefixBits4},
-		"orders.max_prefix_bits_ipv6":       {c.Orders.MaxPrefixBitsIPv6, order.DefaultMaxPrefixBits6},
-		"orders.allow_names":                {len(c.Orders.AllowNames), 0},
+		"dns.upstream_timeout":               {time.Duration(c.DNS.UpstreamTimeout), dnsserver.DefaultUpstreamTimeout},
+		"dns.block_mode":                     {r.DNS.BlockMode, dnsserver.Refused},
+		"dns.block_ttl":                      {time.Duration(c.DNS.BlockTTL), dnsserver.DefaultBlockTTL},
+		"dns.cache_entries":                  {c.DNS.CacheEntries, dnsserver.DefaultCacheEntries},
+		"dns.max_cache_ttl":                  {time.Duration(c.DNS.MaxCacheTTL), dnsserver.DefaultMaxCacheTTL},
+		"dns.ecs_trusted":                    {len(c.DNS.ECSTrusted), 0},
+		"dns.sinkhole_ipv4":                  {c.DNS.SinkholeIPv4, ""},
+		"dns.sinkhole_ipv6":                  {c.DNS.SinkholeIPv6, ""},
+		"http.public_url":                    {c.HTTP.PublicURL, ""},
+		"http.max_body_bytes":                {c.HTTP.MaxBodyBytes, int64(api.DefaultMaxBodyBytes)},
+		"api.token_file":                     {c.API.TokenFile, ""},
+		"operator.name":                      {c.Operator.Name, ""},
+		"operator.contact":                   {len(c.Operator.Contact), 0},
+		"scopes":                             {len(c.Scopes), 0},
+		"geoip_database":                     {c.GeoIPDatabase, ""},
+		"orders.default_expiry":              {time.Duration(c.Orders.DefaultExpiry), time.Duration(0)},
+		"orders.allow_open_ended":            {c.Orders.AllowOpenEnded, false},
+		"orders.review_delegated_reporters":  {c.Orders.ReviewDelegatedReporters, true},
+		"ledger.origin":                      {c.Ledger.Origin, ""},
+		"lumen.url":                          {c.Lumen.URL, ""},
+		"lumen.token_file":                   {c.Lumen.TokenFile, ""},
+		"orders.expiry_reminder":             {time.Duration(c.Orders.ExpiryReminder), DefaultExpiryReminder},
+		"orders.shared_infrastructure_lists": {len(c.Orders.SharedInfraLists), 0},
+		"orders.passive_dns_file":            {c.Orders.PassiveDNSFile, ""},
+		"orders.shared_names_threshold":      {c.Orders.SharedNamesThreshold, 0},
+		"orders.max_targets":                 {c.Orders.MaxTargets, order.DefaultMaxTargets},
+		"orders.shared_infrastructure_file":  {c.Orders.SharedInfraFile, ""},
+		"orders.max_prefix_bits_ipv4":        {c.Orders.MaxPrefixBitsIPv4, order.DefaultMaxPrefixBits4},
+		"orders.max_prefix_bits_ipv6":        {c.Orders.MaxPrefixBitsIPv6, order.DefaultMaxPrefixBits6},
+		"orders.allow_names":                 {len(c.Orders.AllowNames), 0},
 	} {
 		if pair[0] != pair[1] {
 			t.Errorf("writ.example.yaml: %s is %v, but the default is %v", name, pair[0], pair[1])
