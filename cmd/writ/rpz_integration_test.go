@@ -423,7 +423,7 @@ func TestRPZSecondaries(t *testing.T) {
 		s.until(outsideClient, "cdn.hosting.example", "203.0.113.7")
 	}
 
-	// A second order, for a mirror: the change arrives by IXFR.
+	// An amendment, adding a mirror: the change arrives by IXFR.
 	check := func(what string, apply func()) {
 		t.Helper()
 		before := map[string][2]int{}
@@ -442,11 +442,10 @@ func TestRPZSecondaries(t *testing.T) {
 		}
 	}
 	var mirror orderResp
-	check("a new order", func() {
-		o := sampleOrder(t, time.Now().Add(time.Hour))
-		o["targets"] = []map[string]any{{"fqdn": "mirror.example.com", "subdomains": true}}
-		if code := n.api("POST", "/v1/orders", o, &mirror); code != http.StatusCreated {
-			t.Fatalf("submit: %d %+v", code, mirror)
+	check("an amendment", func() {
+		a := map[string]any{"add": []map[string]any{{"fqdn": "mirror.example.com", "subdomains": true}}, "note": "ARCOM notice 14"}
+		if code := n.api("POST", "/v1/orders/"+first.ID+"/amendments", a, &mirror); code != http.StatusOK {
+			t.Fatalf("amend: %d %+v", code, mirror)
 		}
 	})
 	for _, s := range secs {
@@ -475,6 +474,29 @@ func TestRPZSecondaries(t *testing.T) {
 		t.Errorf("named-checkzone on writ rpz dump: %v\n%s", err, b)
 	}
 
+	// The secondaries' transfers are receipts for the order, within the
+	// thirty-minute deadline. A point is a secondary's address and zone;
+	// both secondaries here transfer from 127.0.0.1, so they share one.
+	var receipts struct {
+		Points []struct {
+			Point string
+			Met   bool
+		}
+	}
+	n.api("GET", "/v1/orders/"+first.ID+"/receipts", nil, &receipts)
+	rpzPoints := 0
+	for _, p := range receipts.Points {
+		if strings.HasPrefix(p.Point, "rpz:") {
+			rpzPoints++
+			if !p.Met {
+				t.Errorf("receipt %s did not meet the deadline", p.Point)
+			}
+		}
+	}
+	if rpzPoints != 1 {
+		t.Errorf("receipts: %+v, want one for the secondaries' address and the zone", receipts.Points)
+	}
+
 	// A revoke lifts the block, also by IXFR.
 	check("a revoke", func() {
 		if code := n.api("POST", "/v1/orders/"+first.ID+"/revoke", map[string]string{"reason": "test"}, &first); code != http.StatusOK {
@@ -484,7 +506,7 @@ func TestRPZSecondaries(t *testing.T) {
 	for _, s := range secs {
 		s.until(frClient, "www.motogpstream.me", "198.51.100.7")
 		s.until(frClient, "cdn.hosting.example", "203.0.113.7")
-		s.until(frClient, "live.mirror.example.com", "NXDOMAIN")
+		s.until(frClient, "live.mirror.example.com", "198.51.100.9")
 	}
 }
 
