@@ -10,7 +10,8 @@ cd "$(dirname "$0")"
 
 # Debian packages the tests use, as "command package" pairs: the race
 # detector needs a C compiler; integration tests drive real resolvers
-# (unbound, BIND and its tools), a real proxy (nginx) and a real browser.
+# (unbound, BIND and its tools), a real proxy (nginx), a real browser and
+# a real PostgreSQL (started by the tests themselves, on loopback).
 required=(
   "gcc gcc"
   "unbound unbound"
@@ -22,6 +23,8 @@ required=(
 )
 
 missing=()
+# PostgreSQL's server programs are not on PATH in Debian.
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 for pair in "${required[@]}"; do
   read -r cmd pkg <<<"$pair"
   PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")

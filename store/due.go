@@ -14,8 +14,8 @@ import (
 )
 
 // PutAuthority registers an authority, or updates a registered one.
-func (s *SQLite) PutAuthority(ctx context.Context, a order.RegisteredAuthority) error {
-	_, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+func (s *db) PutAuthority(ctx context.Context, a order.RegisteredAuthority) error {
+	_, err := s.inWriteTx(ctx, func(tx *tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO authorities(id, name, kind, jurisdiction, deadline_seconds, registered_at)
 			VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
@@ -30,9 +30,9 @@ func (s *SQLite) PutAuthority(ctx context.Context, a order.RegisteredAuthority) 
 }
 
 // Authorities returns every registered authority, by id.
-func (s *SQLite) Authorities(ctx context.Context) ([]order.RegisteredAuthority, error) {
+func (s *db) Authorities(ctx context.Context) ([]order.RegisteredAuthority, error) {
 	var out []order.RegisteredAuthority
-	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+	err := s.inReadTx(ctx, func(tx *tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT id, name, kind, jurisdiction, deadline_seconds, registered_at FROM authorities ORDER BY id`)
 		if err != nil {
 			return err
@@ -72,11 +72,11 @@ func scanAuthority(r scanner) (order.RegisteredAuthority, error) {
 
 // CreatePrincipal stores new credentials. An id or token hash already in
 // use is ErrExists.
-func (s *SQLite) CreatePrincipal(ctx context.Context, p access.Principal) error {
-	_, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+func (s *db) CreatePrincipal(ctx context.Context, p access.Principal) error {
+	_, err := s.inWriteTx(ctx, func(tx *tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO principals(id, name, role, authority, token_hash, created_at, disabled)
 			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			p.ID, p.Name, string(p.Role), p.Authority, p.TokenHash, formatTime(p.Created), p.Disabled)
+			p.ID, p.Name, string(p.Role), p.Authority, p.TokenHash, formatTime(p.Created), boolInt(p.Disabled))
 		if err != nil {
 			return err
 		}
@@ -109,9 +109,9 @@ func scanPrincipal(r scanner) (access.Principal, error) {
 }
 
 // PrincipalByTokenHash finds the principal holding a token, by its hash.
-func (s *SQLite) PrincipalByTokenHash(ctx context.Context, hash string) (access.Principal, error) {
+func (s *db) PrincipalByTokenHash(ctx context.Context, hash string) (access.Principal, error) {
 	var p access.Principal
-	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+	err := s.inReadTx(ctx, func(tx *tx) error {
 		var err error
 		p, err = scanPrincipal(tx.QueryRowContext(ctx, `SELECT `+principalColumns+` FROM principals WHERE token_hash = ?`, hash))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -126,9 +126,9 @@ func (s *SQLite) PrincipalByTokenHash(ctx context.Context, hash string) (access.
 }
 
 // Principals returns every principal, by id.
-func (s *SQLite) Principals(ctx context.Context) ([]access.Principal, error) {
+func (s *db) Principals(ctx context.Context) ([]access.Principal, error) {
 	var out []access.Principal
-	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+	err := s.inReadTx(ctx, func(tx *tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT `+principalColumns+` FROM principals ORDER BY id`)
 		if err != nil {
 			return err
@@ -150,9 +150,9 @@ func (s *SQLite) Principals(ctx context.Context) ([]access.Principal, error) {
 }
 
 // SetPrincipalDisabled disables or re-enables a principal's credentials.
-func (s *SQLite) SetPrincipalDisabled(ctx context.Context, id string, disabled bool) error {
-	_, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE principals SET disabled = ? WHERE id = ?`, disabled, id)
+func (s *db) SetPrincipalDisabled(ctx context.Context, id string, disabled bool) error {
+	_, err := s.inWriteTx(ctx, func(tx *tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE principals SET disabled = ? WHERE id = ?`, boolInt(disabled), id)
 		if err != nil {
 			return err
 		}
@@ -169,20 +169,17 @@ func (s *SQLite) SetPrincipalDisabled(ctx context.Context, id string, disabled b
 
 // CreateContest stores a new contest, assigning its id, and appends the
 // events that events returns for that id, in one transaction.
-func (s *SQLite) CreateContest(ctx context.Context, c *order.Contest, events func(id int64) []order.Event) (uint64, error) {
+func (s *db) CreateContest(ctx context.Context, c *order.Contest, events func(id int64) []order.Event) (uint64, error) {
 	var (
 		id   int64
 		evs  []order.Event
 		seqs []uint64
 	)
-	version, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `INSERT INTO contests(order_id, target, grounds, filer_name, filer_email, filed_at, status, decided_at, decision)
-			VALUES (?, ?, ?, ?, ?, ?, ?, '', '')`,
-			c.OrderID, c.Target, c.Grounds, c.Filer.Name, c.Filer.Email, formatTime(c.Filed), string(c.Status))
+	version, err := s.inWriteTx(ctx, func(tx *tx) error {
+		err := tx.QueryRowContext(ctx, `INSERT INTO contests(order_id, target, grounds, filer_name, filer_email, filed_at, status, decided_at, decision)
+			VALUES (?, ?, ?, ?, ?, ?, ?, '', '') RETURNING id`,
+			c.OrderID, c.Target, c.Grounds, c.Filer.Name, c.Filer.Email, formatTime(c.Filed), string(c.Status)).Scan(&id)
 		if err != nil {
-			return err
-		}
-		if id, err = res.LastInsertId(); err != nil {
 			return err
 		}
 		evs = events(id)
@@ -199,7 +196,7 @@ func (s *SQLite) CreateContest(ctx context.Context, c *order.Contest, events fun
 
 // DecideContest records a contest's outcome, with the order as changed by
 // it (nil when unchanged) and events, in one transaction.
-func (s *SQLite) DecideContest(ctx context.Context, c *order.Contest, o *order.Order, events []order.Event) (uint64, error) {
+func (s *db) DecideContest(ctx context.Context, c *order.Contest, o *order.Order, events []order.Event) (uint64, error) {
 	var doc string
 	if o != nil {
 		var err error
@@ -208,7 +205,7 @@ func (s *SQLite) DecideContest(ctx context.Context, c *order.Contest, o *order.O
 		}
 	}
 	var seqs []uint64
-	version, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	version, err := s.inWriteTx(ctx, func(tx *tx) error {
 		decided := ""
 		if c.Decided != nil {
 			decided = formatTime(*c.Decided)
@@ -263,9 +260,9 @@ func scanContest(r scanner) (order.Contest, error) {
 }
 
 // Contest returns one contest.
-func (s *SQLite) Contest(ctx context.Context, id int64) (order.Contest, error) {
+func (s *db) Contest(ctx context.Context, id int64) (order.Contest, error) {
 	var c order.Contest
-	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+	err := s.inReadTx(ctx, func(tx *tx) error {
 		var err error
 		c, err = scanContest(tx.QueryRowContext(ctx, `SELECT `+contestColumns+` FROM contests WHERE id = ?`, id))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -281,9 +278,9 @@ func (s *SQLite) Contest(ctx context.Context, id int64) (order.Contest, error) {
 
 // Contests returns the contests against an order ("" for all), oldest
 // first.
-func (s *SQLite) Contests(ctx context.Context, orderID string) ([]order.Contest, error) {
+func (s *db) Contests(ctx context.Context, orderID string) ([]order.Contest, error) {
 	var out []order.Contest
-	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+	err := s.inReadTx(ctx, func(tx *tx) error {
 		q, args := `SELECT `+contestColumns+` FROM contests ORDER BY id`, []any{}
 		if orderID != "" {
 			q, args = `SELECT `+contestColumns+` FROM contests WHERE order_id = ? ORDER BY id`, []any{orderID}
@@ -310,13 +307,13 @@ func (s *SQLite) Contests(ctx context.Context, orderID string) ([]order.Contest,
 
 // AddReceipt records that an enforcement point applied a policy version.
 // A repeated receipt keeps the earliest time: enforcement began then.
-func (s *SQLite) AddReceipt(ctx context.Context, r policy.Receipt) error {
+func (s *db) AddReceipt(ctx context.Context, r policy.Receipt) error {
 	if strings.TrimSpace(r.Point) == "" {
 		return errors.New("store: receipt without an enforcement point")
 	}
-	_, err := s.inWriteTx(ctx, func(tx *sql.Tx) error {
+	_, err := s.inWriteTx(ctx, func(tx *tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO receipts(point, version, applied_at, scope) VALUES (?, ?, ?, ?)
-			ON CONFLICT(point, version) DO UPDATE SET applied_at = MIN(applied_at, excluded.applied_at)`,
+			ON CONFLICT(point, version) DO UPDATE SET applied_at = `+s.d.least+`(receipts.applied_at, excluded.applied_at)`,
 			r.Point, int64(r.Version), formatTime(r.At), r.Scope)
 		return err
 	})
@@ -329,9 +326,9 @@ func (s *SQLite) AddReceipt(ctx context.Context, r policy.Receipt) error {
 // FirstReceipts returns, for every enforcement point, its first receipt
 // for a version at or above version: when that point began enforcing a
 // change made at that version.
-func (s *SQLite) FirstReceipts(ctx context.Context, version uint64) ([]policy.Receipt, error) {
+func (s *db) FirstReceipts(ctx context.Context, version uint64) ([]policy.Receipt, error) {
 	var out []policy.Receipt
-	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
+	err := s.inReadTx(ctx, func(tx *tx) error {
 		rows, err := tx.QueryContext(ctx, `SELECT r.point, r.version, r.applied_at, r.scope FROM receipts r
 			WHERE r.version = (SELECT MIN(version) FROM receipts WHERE point = r.point AND version >= ?)
 			ORDER BY r.point`, int64(version))
@@ -366,10 +363,11 @@ func (s *SQLite) FirstReceipts(ctx context.Context, version uint64) ([]policy.Re
 
 // Points returns every enforcement point that ever sent a receipt, with
 // its latest receipt.
-func (s *SQLite) Points(ctx context.Context) ([]policy.Receipt, error) {
+func (s *db) Points(ctx context.Context) ([]policy.Receipt, error) {
 	var out []policy.Receipt
-	err := s.inReadTx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT point, MAX(version), applied_at, scope FROM receipts GROUP BY point ORDER BY point`)
+	err := s.inReadTx(ctx, func(tx *tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT r.point, r.version, r.applied_at, r.scope FROM receipts r
+			WHERE r.version = (SELECT MAX(version) FROM receipts WHERE point = r.point) ORDER BY r.point`)
 		if err != nil {
 			return err
 		}
@@ -397,4 +395,12 @@ func (s *SQLite) Points(ctx context.Context) ([]policy.Receipt, error) {
 		return nil, fmt.Errorf("store: enforcement points: %w", err)
 	}
 	return out, nil
+}
+
+// boolInt stores a flag as 0 or 1, the same in both databases.
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -24,107 +24,110 @@ func openDue(t *testing.T) *SQLite {
 }
 
 func TestAuthoritiesAndPrincipals(t *testing.T) {
-	ctx := context.Background()
-	s := openDue(t)
-	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	a := order.RegisteredAuthority{Authority: order.Authority{ID: "arcom", Name: "ARCOM", Kind: order.Regulator, Jurisdiction: "FR"}, DeadlineSeconds: 600, Registered: now}
-	if err := s.PutAuthority(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	a.Name = "Autorité de régulation de la communication audiovisuelle et numérique"
-	if err := s.PutAuthority(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	list, err := s.Authorities(ctx)
-	if err != nil || len(list) != 1 || list[0] != a {
-		t.Fatalf("authorities %+v %v", list, err)
-	}
-	p := access.Principal{ID: "alice", Name: "Alice", Role: access.Reviewer, Created: now, TokenHash: access.HashToken("t1")}
-	if err := s.CreatePrincipal(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	// The same id, or the same token, again: refused.
-	if err := s.CreatePrincipal(ctx, p); !errors.Is(err, ErrExists) {
-		t.Fatalf("duplicate id: %v", err)
-	}
-	q := access.Principal{ID: "bob", Role: access.Operator, Created: now, TokenHash: p.TokenHash}
-	if err := s.CreatePrincipal(ctx, q); !errors.Is(err, ErrExists) {
-		t.Fatalf("duplicate token hash: %v", err)
-	}
-	got, err := s.PrincipalByTokenHash(ctx, access.HashToken("t1"))
-	if err != nil || got != p {
-		t.Fatalf("by token: %+v %v", got, err)
-	}
-	if _, err := s.PrincipalByTokenHash(ctx, access.HashToken("nope")); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown token: %v", err)
-	}
-	if err := s.SetPrincipalDisabled(ctx, "alice", true); err != nil {
-		t.Fatal(err)
-	}
-	if got, _ := s.PrincipalByTokenHash(ctx, p.TokenHash); !got.Disabled {
-		t.Fatal("not disabled")
-	}
-	if err := s.SetPrincipalDisabled(ctx, "nobody", true); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown principal: %v", err)
-	}
+	forEachStore(t, func(t *testing.T, s *db) {
+		ctx := context.Background()
+		now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+		a := order.RegisteredAuthority{Authority: order.Authority{ID: "arcom", Name: "ARCOM", Kind: order.Regulator, Jurisdiction: "FR"}, DeadlineSeconds: 600, Registered: now}
+		if err := s.PutAuthority(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		a.Name = "Autorité de régulation de la communication audiovisuelle et numérique"
+		if err := s.PutAuthority(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		list, err := s.Authorities(ctx)
+		if err != nil || len(list) != 1 || list[0] != a {
+			t.Fatalf("authorities %+v %v", list, err)
+		}
+		p := access.Principal{ID: "alice", Name: "Alice", Role: access.Reviewer, Created: now, TokenHash: access.HashToken("t1")}
+		if err := s.CreatePrincipal(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		// The same id, or the same token, again: refused.
+		if err := s.CreatePrincipal(ctx, p); !errors.Is(err, ErrExists) {
+			t.Fatalf("duplicate id: %v", err)
+		}
+		q := access.Principal{ID: "bob", Role: access.Operator, Created: now, TokenHash: p.TokenHash}
+		if err := s.CreatePrincipal(ctx, q); !errors.Is(err, ErrExists) {
+			t.Fatalf("duplicate token hash: %v", err)
+		}
+		got, err := s.PrincipalByTokenHash(ctx, access.HashToken("t1"))
+		if err != nil || got != p {
+			t.Fatalf("by token: %+v %v", got, err)
+		}
+		if _, err := s.PrincipalByTokenHash(ctx, access.HashToken("nope")); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown token: %v", err)
+		}
+		if err := s.SetPrincipalDisabled(ctx, "alice", true); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := s.PrincipalByTokenHash(ctx, p.TokenHash); !got.Disabled {
+			t.Fatal("not disabled")
+		}
+		if err := s.SetPrincipalDisabled(ctx, "nobody", true); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown principal: %v", err)
+		}
+	})
 }
 
 func TestContestsAndReceipts(t *testing.T) {
-	ctx := context.Background()
-	s := openDue(t)
-	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	o := &order.Order{ID: "o1", Received: now, Targets: []order.Target{{FQDN: "a.example", State: order.TargetActive}}}
-	if _, err := s.CreateOrder(ctx, o, []order.Event{{Kind: order.EventReceived, At: now}}); err != nil {
-		t.Fatal(err)
-	}
-	c := &order.Contest{OrderID: "o1", Target: "a.example", Grounds: "wrongly listed", Filed: now, Status: order.ContestPending,
-		Filer: order.ContestFiler{Name: "M", Email: "m@example.org"}}
-	version, err := s.CreateContest(ctx, c, func(id int64) []order.Event {
-		return []order.Event{{Kind: order.EventContested, At: now, Detail: fmt.Sprintf("contest %d", id)}}
-	})
-	if err != nil || c.ID != 1 || version != 2 {
-		t.Fatalf("create contest: id %d version %d %v", c.ID, version, err)
-	}
-	evs, _ := s.Events(ctx, "o1")
-	if len(evs) != 2 || evs[1].Detail != "contest 1" {
-		t.Fatalf("events %+v", evs)
-	}
-	decided := now.Add(time.Hour)
-	c.Status, c.Decided, c.Decision = order.ContestUpheld, &decided, "indeed"
-	o.Targets[0].State = order.TargetRemoved
-	if _, err := s.DecideContest(ctx, c, o, []order.Event{{Kind: order.EventDecided, At: decided}}); err != nil {
-		t.Fatal(err)
-	}
-	got, err := s.Contest(ctx, 1)
-	if err != nil || got.Status != order.ContestUpheld || !got.Decided.Equal(decided) || got.Filer.Email != "m@example.org" {
-		t.Fatalf("contest %+v %v", got, err)
-	}
-	if stored, _ := s.Order(ctx, "o1"); stored.Targets[0].State != order.TargetRemoved {
-		t.Fatal("the decision's change to the order was not stored")
-	}
-	if _, err := s.Contest(ctx, 99); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("unknown contest: %v", err)
-	}
-
-	// Receipts: the first receipt at or after a version, per point; a
-	// repeated receipt keeps the earliest time.
-	for _, r := range []policy.Receipt{
-		{Point: "dns", Version: 1, At: now}, {Point: "dns", Version: 3, At: now.Add(time.Minute)},
-		{Point: "dns", Version: 3, At: now.Add(time.Hour)}, {Point: "rpz:a", Version: 5, At: now.Add(2 * time.Minute)},
-	} {
-		if err := s.AddReceipt(ctx, r); err != nil {
+	forEachStore(t, func(t *testing.T, s *db) {
+		ctx := context.Background()
+		now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+		o := &order.Order{ID: "o1", Received: now, Targets: []order.Target{{FQDN: "a.example", State: order.TargetActive}}}
+		if _, err := s.CreateOrder(ctx, o, []order.Event{{Kind: order.EventReceived, At: now}}); err != nil {
 			t.Fatal(err)
 		}
-	}
-	first, err := s.FirstReceipts(ctx, 2)
-	if err != nil || len(first) != 2 || first[0].Point != "dns" || first[0].Version != 3 || !first[0].At.Equal(now.Add(time.Minute)) || first[1].Version != 5 {
-		t.Fatalf("first receipts %+v %v", first, err)
-	}
-	points, err := s.Points(ctx)
-	if err != nil || len(points) != 2 || points[0].Version != 3 {
-		t.Fatalf("points %+v %v", points, err)
-	}
-	if err := s.AddReceipt(ctx, policy.Receipt{Version: 1}); err == nil {
-		t.Fatal("receipt without a point accepted")
-	}
+		c := &order.Contest{OrderID: "o1", Target: "a.example", Grounds: "wrongly listed", Filed: now, Status: order.ContestPending,
+			Filer: order.ContestFiler{Name: "M", Email: "m@example.org"}}
+		version, err := s.CreateContest(ctx, c, func(id int64) []order.Event {
+			return []order.Event{{Kind: order.EventContested, At: now, Detail: fmt.Sprintf("contest %d", id)}}
+		})
+		if err != nil || c.ID != 1 || version != 2 {
+			t.Fatalf("create contest: id %d version %d %v", c.ID, version, err)
+		}
+		evs, _ := s.Events(ctx, "o1")
+		if len(evs) != 2 || evs[1].Detail != "contest 1" {
+			t.Fatalf("events %+v", evs)
+		}
+		decided := now.Add(time.Hour)
+		c.Status, c.Decided, c.Decision = order.ContestUpheld, &decided, "indeed"
+		o.Targets[0].State = order.TargetRemoved
+		if _, err := s.DecideContest(ctx, c, o, []order.Event{{Kind: order.EventDecided, At: decided}}); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Contest(ctx, 1)
+		if err != nil || got.Status != order.ContestUpheld || !got.Decided.Equal(decided) || got.Filer.Email != "m@example.org" {
+			t.Fatalf("contest %+v %v", got, err)
+		}
+		if stored, err := s.Order(ctx, "o1"); err != nil || stored.Targets[0].State != order.TargetRemoved {
+			t.Log(err)
+			t.Fatal("the decision's change to the order was not stored")
+		}
+		if _, err := s.Contest(ctx, 99); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("unknown contest: %v", err)
+		}
+
+		// Receipts: the first receipt at or after a version, per point; a
+		// repeated receipt keeps the earliest time.
+		for _, r := range []policy.Receipt{
+			{Point: "dns", Version: 1, At: now}, {Point: "dns", Version: 3, At: now.Add(time.Minute)},
+			{Point: "dns", Version: 3, At: now.Add(time.Hour)}, {Point: "rpz:a", Version: 5, At: now.Add(2 * time.Minute)},
+		} {
+			if err := s.AddReceipt(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		first, err := s.FirstReceipts(ctx, 2)
+		if err != nil || len(first) != 2 || first[0].Point != "dns" || first[0].Version != 3 || !first[0].At.Equal(now.Add(time.Minute)) || first[1].Version != 5 {
+			t.Fatalf("first receipts %+v %v", first, err)
+		}
+		points, err := s.Points(ctx)
+		if err != nil || len(points) != 2 || points[0].Version != 3 {
+			t.Fatalf("points %+v %v", points, err)
+		}
+		if err := s.AddReceipt(ctx, policy.Receipt{Version: 1}); err == nil {
+			t.Fatal("receipt without a point accepted")
+		}
+	})
 }
