@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/writ-project/writ/jurisdiction"
 	"github.com/writ-project/writ/policy"
 )
 
@@ -21,13 +22,7 @@ import (
 // a client without EDNS gets the bare response code.
 func (s *Server) block(r *request, ref *policy.OrderRef) *dns.Msg {
 	now := time.Now()
-	ref.Counters.Blocks.Add(1)
-	s.Metrics.countBlock(r.code)
-	if ref.Counters.AwaitingFirstBlock() {
-		if d, ok := ref.Counters.FirstBlock(now); ok {
-			s.Metrics.propagation.Observe(d.Seconds())
-		}
-	}
+	s.countBlock(ref, r.code, now)
 
 	resp := new(dns.Msg)
 	resp.SetReply(r.msg)
@@ -36,11 +31,7 @@ func (s *Server) block(r *request, ref *policy.OrderRef) *dns.Msg {
 	case NXDomain:
 		resp.Rcode = dns.RcodeNameError
 	case Sinkhole:
-		ttl := s.cfg.BlockTTL
-		if left := ref.Expires.Sub(now); left < ttl {
-			ttl = max(left, time.Second)
-		}
-		hdr := dns.RR_Header{Name: r.q.Name, Class: dns.ClassINET, Ttl: uint32(ttl / time.Second)}
+		hdr := dns.RR_Header{Name: r.q.Name, Class: dns.ClassINET, Ttl: uint32(s.sinkholeTTL(ref, now) / time.Second)}
 		switch {
 		case r.q.Qtype == dns.TypeA && s.cfg.SinkholeV4.IsValid():
 			hdr.Rrtype = dns.TypeA
@@ -69,6 +60,25 @@ func (s *Server) block(r *request, ref *policy.OrderRef) *dns.Msg {
 	return s.finish(r, resp, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeCensored})
 }
 
+// countBlock counts a block for the order and the client's jurisdiction,
+// and, for the order's first block since its acknowledgement, the
+// propagation time.
+func (s *Server) countBlock(ref *policy.OrderRef, code jurisdiction.Code, now time.Time) {
+	s.Metrics.countBlock(code)
+	s.countOrderBlock(ref, now)
+}
+
+// countOrderBlock counts a block for the order and, for its first block
+// since its acknowledgement, the propagation time.
+func (s *Server) countOrderBlock(ref *policy.OrderRef, now time.Time) {
+	ref.Counters.Blocks.Add(1)
+	if ref.Counters.AwaitingFirstBlock() {
+		if d, ok := ref.Counters.FirstBlock(now); ok {
+			s.Metrics.propagation.Observe(d.Seconds())
+		}
+	}
+}
+
 // extraTexts caches the EXTRA-TEXT of each order: built once per order
 // and snapshot, read without a lock.
 type extraTexts struct {
@@ -79,6 +89,10 @@ type extraTexts struct {
 type orderTexts struct {
 	full  string // c, j, o, l
 	short string // c only
+	// opts are the wire forms of the response OPT record with EDE 16 and
+	// the full text, the short one, and none: the fast path's order of
+	// sacrifice when the answer would not fit.
+	opts [3][]byte
 }
 
 func (t *extraTexts) get(s *Server, ref *policy.OrderRef) *orderTexts {
@@ -94,13 +108,13 @@ func (t *extraTexts) get(s *Server, ref *policy.OrderRef) *orderTexts {
 	next := map[*policy.OrderRef]*orderTexts{}
 	if old != nil {
 		// Drop texts of orders no longer enforced; keep the rest.
-		live := s.policy.Load().Orders()
+		live := map[*policy.OrderRef]bool{}
+		for _, o := range s.policy.Load().Orders() {
+			live[o] = true
+		}
 		for k, v := range *old {
-			for _, o := range live {
-				if o == k {
-					next[k] = v
-					break
-				}
+			if live[k] {
+				next[k] = v
 			}
 		}
 	}
@@ -131,7 +145,8 @@ func (s *Server) buildTexts(ref *policy.OrderRef) *orderTexts {
 	if len(s.cfg.Contact) > 0 {
 		short, _ = json.Marshal(structuredError{C: s.cfg.Contact})
 	}
-	return &orderTexts{full: string(full), short: string(short)}
+	return &orderTexts{full: string(full), short: string(short),
+		opts: [3][]byte{optTemplate(string(full)), optTemplate(string(short)), optTemplate("")}}
 }
 
 // clip shortens s to at most n bytes on a rune boundary, marking the cut.

@@ -1,114 +1,252 @@
 package dnsserver
 
 import (
-	"fmt"
+	"encoding/binary"
+	"errors"
 	"hash/maphash"
+	"net/netip"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
 )
 
-// cache holds upstream answers for their TTL, bounded in entries. It is
-// split into shards, each with its own lock, so that concurrent queries
-// for different names rarely contend.
+// cache holds upstream answers in wire format for their TTL, bounded in
+// entries. It is a set-associative table of atomic pointers to immutable
+// entries: a lookup is a hash, a few atomic loads and a comparison, with
+// no lock, so concurrent queries never wait for each other; a store
+// replaces one pointer. Each entry keeps its response as bytes, so that a
+// hit is answered by copying them (see handleUDP).
 type cache struct {
-	shards [cacheShards]cacheShard
 	seed   maphash.Seed
+	sets   []cacheSet
+	mask   uint64
 	maxTTL time.Duration
 }
 
-const cacheShards = 64
+// cacheWays is the number of entries a key may occupy: a new entry
+// replaces an expired one, else the one expiring first.
+const cacheWays = 4
 
-type cacheShard struct {
-	mu  sync.Mutex
-	m   map[cacheKey]*cacheEntry
-	max int
+type cacheSet struct {
+	ways [cacheWays]atomic.Pointer[cacheEntry]
 }
 
-type cacheKey struct {
-	name   string // lower case
-	qtype  uint16
-	do, cd bool
-}
-
-func newCacheKey(q dns.Question, do, cd bool) cacheKey {
-	return cacheKey{name: strings.ToLower(q.Name), qtype: q.Qtype, do: do, cd: cd}
-}
-
-func (k cacheKey) String() string { return fmt.Sprintf("%s/%d/%t/%t", k.name, k.qtype, k.do, k.cd) }
-
+// cacheEntry is one cached answer. It is never modified once stored.
 type cacheEntry struct {
-	msg     *dns.Msg // never modified once stored
+	key  string // see cacheKey
+	hash uint64
+	// wire is the response as sent to a client without EDNS: header
+	// (QR, RA, AD and RCODE set; ID, RD and CD to fill in), the question,
+	// then the upstream's answer, authority and additional records,
+	// without OPT or TSIG.
+	wire []byte
+	qend int      // end of the question in wire
+	ttls []uint16 // offsets of the records' TTL fields in wire
+	// checks lists, in answer order, the addresses and names of the
+	// answer that must not be blocked for the client: A and AAAA
+	// addresses, CNAME and DNAME targets, and owner names.
+	checks  []answerCheck
 	stored  time.Time
 	expires time.Time
 }
 
+// answerCheck is an address or, when name is set, a name of an answer.
+type answerCheck struct {
+	addr netip.Addr
+	name string
+}
+
 func newCache(entries int, maxTTL time.Duration) *cache {
-	c := &cache{seed: maphash.MakeSeed(), maxTTL: maxTTL}
-	per := max(1, entries/cacheShards)
-	for i := range c.shards {
-		c.shards[i].m = make(map[cacheKey]*cacheEntry)
-		c.shards[i].max = per
+	sets := 1
+	for sets*cacheWays < entries {
+		sets <<= 1
 	}
-	return c
+	return &cache{seed: maphash.MakeSeed(), sets: make([]cacheSet, sets), mask: uint64(sets - 1), maxTTL: maxTTL}
 }
 
-func (c *cache) shard(k cacheKey) *cacheShard {
-	return &c.shards[maphash.String(c.seed, k.name)%cacheShards]
+// cacheKey builds the key of a question: its name in lower-case wire
+// format, its type, and the query's DO and CD bits. The fast path builds
+// the same bytes from the packet.
+func cacheKey(q dns.Question, do, cd bool) (string, error) {
+	buf := make([]byte, 255+3)
+	n, err := dns.PackDomainName(dns.Fqdn(q.Name), buf, 0, nil, false)
+	if err != nil {
+		return "", err
+	}
+	key := buf[:n]
+	for i, c := range key {
+		if 'A' <= c && c <= 'Z' {
+			key[i] = c + 'a' - 'A'
+		}
+	}
+	key = binary.BigEndian.AppendUint16(key, q.Qtype)
+	key = append(key, cacheFlags(do, cd))
+	return string(key), nil
 }
 
-// get returns a copy of the cached answer with TTLs reduced by its age.
-func (c *cache) get(k cacheKey, now time.Time) (*dns.Msg, bool) {
-	sh := c.shard(k)
-	sh.mu.Lock()
-	e, ok := sh.m[k]
-	if ok && !now.Before(e.expires) {
-		delete(sh.m, k)
-		ok = false
+// get returns the live entry for key, or nil.
+func (c *cache) get(key []byte, now time.Time) *cacheEntry {
+	h := maphash.Bytes(c.seed, key)
+	set := &c.sets[h&c.mask]
+	for i := range set.ways {
+		e := set.ways[i].Load()
+		if e != nil && e.hash == h && e.key == string(key) {
+			if now.Before(e.expires) {
+				return e
+			}
+			return nil
+		}
 	}
-	sh.mu.Unlock()
-	if !ok {
-		return nil, false
-	}
-	return copyAged(e.msg, uint32(now.Sub(e.stored)/time.Second)), true
+	return nil
 }
 
-// put caches an upstream answer for the TTL it states: the smallest TTL
-// of its answer records, or for a negative answer the SOA's negative TTL
-// (RFC 2308). Answers that state no TTL, and failures, are not cached.
-func (c *cache) put(k cacheKey, m *dns.Msg, now time.Time) {
+// put caches an upstream answer to q for the TTL it states: the smallest
+// TTL of its answer records, or for a negative answer the SOA's negative
+// TTL (RFC 2308). Answers that state no TTL, and failures, are not
+// cached.
+func (c *cache) put(key string, q dns.Question, m *dns.Msg, now time.Time) {
 	ttl, ok := cacheTTL(m)
 	if !ok {
 		return
 	}
-	if ttl > c.maxTTL {
-		ttl = c.maxTTL
+	e, err := newCacheEntry(key, q, m)
+	if err != nil {
+		return
 	}
-	sh := c.shard(k)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if _, exists := sh.m[k]; !exists && len(sh.m) >= sh.max {
-		sh.evict(now)
+	e.hash = maphash.String(c.seed, key)
+	e.stored = now
+	e.expires = now.Add(min(ttl, c.maxTTL))
+
+	set := &c.sets[e.hash&c.mask]
+	victim := 0
+	var first time.Time
+	for i := range set.ways {
+		cur := set.ways[i].Load()
+		if cur == nil || cur.key == key || !now.Before(cur.expires) {
+			victim = i
+			break
+		}
+		if i == 0 || cur.expires.Before(first) {
+			victim, first = i, cur.expires
+		}
 	}
-	sh.m[k] = &cacheEntry{msg: m, stored: now, expires: now.Add(ttl)}
+	set.ways[victim].Store(e)
 }
 
-// evict makes room: expired entries first, else an arbitrary one (Go's
-// map iteration order is randomised, which makes this random eviction).
-func (sh *cacheShard) evict(now time.Time) {
-	checked := 0
-	for k, e := range sh.m {
-		if !now.Before(e.expires) {
-			delete(sh.m, k)
-			return
-		}
-		if checked++; checked >= 8 {
-			delete(sh.m, k)
-			return
+// newCacheEntry packs an upstream answer into the form the cache keeps.
+func newCacheEntry(key string, q dns.Question, up *dns.Msg) (*cacheEntry, error) {
+	m := &dns.Msg{
+		MsgHdr:   dns.MsgHdr{Response: true, Rcode: up.Rcode, RecursionAvailable: true, AuthenticatedData: up.AuthenticatedData},
+		Compress: true,
+		Question: []dns.Question{q},
+		Answer:   up.Answer,
+		Ns:       up.Ns,
+	}
+	for _, rr := range up.Extra {
+		if t := rr.Header().Rrtype; t != dns.TypeOPT && t != dns.TypeTSIG {
+			m.Extra = append(m.Extra, rr)
 		}
 	}
+	wire, err := m.Pack()
+	if err != nil {
+		return nil, err
+	}
+	e := &cacheEntry{key: key, wire: wire}
+	if e.qend, e.ttls, err = recordTTLs(wire); err != nil {
+		return nil, err
+	}
+	for _, rr := range up.Answer {
+		switch v := rr.(type) {
+		case *dns.A:
+			if a, ok := netip.AddrFromSlice(v.A); ok {
+				e.checks = append(e.checks, answerCheck{addr: a.Unmap()})
+			}
+		case *dns.AAAA:
+			if a, ok := netip.AddrFromSlice(v.AAAA); ok {
+				e.checks = append(e.checks, answerCheck{addr: a})
+			}
+		case *dns.CNAME:
+			e.checks = append(e.checks, answerCheck{name: v.Target})
+		case *dns.DNAME:
+			e.checks = append(e.checks, answerCheck{name: v.Target})
+		}
+		// The question name itself was decided before the cache.
+		name := rr.Header().Name
+		if !strings.EqualFold(name, q.Name) && (len(e.checks) == 0 || !strings.EqualFold(e.checks[len(e.checks)-1].name, name)) {
+			e.checks = append(e.checks, answerCheck{name: name})
+		}
+	}
+	return e, nil
+}
+
+var errShortMessage = errors.New("message ends inside a record")
+
+// recordTTLs returns the end of the question and the offsets of the TTL
+// fields of every record in a packed message.
+func recordTTLs(wire []byte) (int, []uint16, error) {
+	counts := binary.BigEndian.Uint16(wire[6:]) + binary.BigEndian.Uint16(wire[8:]) + binary.BigEndian.Uint16(wire[10:])
+	off, err := skipName(wire, headerLen)
+	if err != nil {
+		return 0, nil, err
+	}
+	off += 4
+	qend := off
+	ttls := make([]uint16, 0, counts)
+	for range counts {
+		if off, err = skipName(wire, off); err != nil {
+			return 0, nil, err
+		}
+		if off+10 > len(wire) {
+			return 0, nil, errShortMessage
+		}
+		ttls = append(ttls, uint16(off+4))
+		off += 10 + int(binary.BigEndian.Uint16(wire[off+8:]))
+	}
+	if off > len(wire) {
+		return 0, nil, errShortMessage
+	}
+	return qend, ttls, nil
+}
+
+// skipName returns the offset after the name at off.
+func skipName(wire []byte, off int) (int, error) {
+	for {
+		if off >= len(wire) {
+			return 0, errShortMessage
+		}
+		l := int(wire[off])
+		switch {
+		case l == 0:
+			return off + 1, nil
+		case l&0xc0 == 0xc0:
+			return off + 2, nil
+		case l > 63:
+			return 0, errors.New("bad label length")
+		}
+		off += 1 + l
+	}
+}
+
+// msg returns the entry as a message with TTLs aged to now, for the
+// general path.
+func (e *cacheEntry) msg(now time.Time) (*dns.Msg, error) {
+	m := new(dns.Msg)
+	if err := m.Unpack(e.wire); err != nil {
+		return nil, err
+	}
+	age := uint32(now.Sub(e.stored) / time.Second)
+	for _, section := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range section {
+			if h := rr.Header(); h.Ttl > age {
+				h.Ttl -= age
+			} else {
+				h.Ttl = 0
+			}
+		}
+	}
+	return m, nil
 }
 
 func cacheTTL(m *dns.Msg) (time.Duration, bool) {
@@ -138,35 +276,4 @@ func cacheTTL(m *dns.Msg) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(ttl) * time.Second, true
-}
-
-// copyAged returns a copy of m whose record TTLs are reduced by age
-// seconds (never below zero). OPT records are left out: the response
-// carries its own.
-func copyAged(m *dns.Msg, age uint32) *dns.Msg {
-	out := &dns.Msg{MsgHdr: m.MsgHdr}
-	out.Question = m.Question
-	section := func(rrs []dns.RR) []dns.RR {
-		if len(rrs) == 0 {
-			return nil
-		}
-		cp := make([]dns.RR, 0, len(rrs))
-		for _, rr := range rrs {
-			if rr.Header().Rrtype == dns.TypeOPT {
-				continue
-			}
-			r := dns.Copy(rr)
-			if h := r.Header(); h.Ttl > age {
-				h.Ttl -= age
-			} else {
-				h.Ttl = 0
-			}
-			cp = append(cp, r)
-		}
-		return cp
-	}
-	out.Answer = section(m.Answer)
-	out.Ns = section(m.Ns)
-	out.Extra = section(m.Extra)
-	return out
 }

@@ -53,6 +53,63 @@ func (m *Metrics) countBlock(c jurisdiction.Code) {
 	m.blocksByScope[c].Add(1)
 }
 
+// queryStats counts what one UDP reading goroutine answered since it last
+// added its counts to Metrics, which it does after each batch of queries:
+// counting every query in the shared counters would have the processors
+// contend for their cache lines at every query.
+type queryStats struct {
+	queries, hits, answerBlocks uint64
+	rcodes                      [16]uint64
+	// blocks by jurisdiction: a batch sees few of them.
+	scopes [4]scopeCount
+}
+
+type scopeCount struct {
+	code jurisdiction.Code
+	n    uint64
+}
+
+// block counts a block for a client in c.
+func (q *queryStats) block(c jurisdiction.Code, m *Metrics) {
+	for i := range q.scopes {
+		sc := &q.scopes[i]
+		if sc.n == 0 {
+			sc.code = c
+		}
+		if sc.code == c {
+			sc.n++
+			return
+		}
+	}
+	m.countBlock(c) // more jurisdictions than slots: count it directly
+}
+
+// add adds q's counts to m and zeroes q.
+func (m *Metrics) add(q *queryStats) {
+	if q.queries == 0 {
+		return
+	}
+	m.queriesUDP.Add(q.queries)
+	if q.hits > 0 {
+		m.cacheHits.Add(q.hits)
+	}
+	if q.answerBlocks > 0 {
+		m.answerBlocks.Add(q.answerBlocks)
+	}
+	for i, n := range q.rcodes {
+		if n > 0 {
+			m.rcodes[i].Add(n)
+		}
+	}
+	for _, sc := range q.scopes {
+		if sc.n > 0 {
+			m.blocks.Add(sc.n)
+			m.blocksByScope[sc.code].Add(sc.n)
+		}
+	}
+	*q = queryStats{}
+}
+
 // Blocks returns the number of blocked answers so far.
 func (m *Metrics) Blocks() uint64 { return m.blocks.Load() }
 

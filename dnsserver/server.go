@@ -8,9 +8,9 @@ package dnsserver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 
 	"github.com/miekg/dns"
@@ -41,9 +41,11 @@ type Server struct {
 	Metrics *Metrics
 
 	mu      sync.Mutex
-	servers []*dns.Server
+	udp     []*net.UDPConn
+	servers []*dns.Server // TCP
 	addrs   []net.Addr
 	wg      sync.WaitGroup
+	general sync.WaitGroup // UDP queries on the general path
 }
 
 // New returns a server for cfg; call Start to serve.
@@ -68,43 +70,46 @@ func New(cfg Config, p Policy, s Scoper) (*Server, error) {
 // Start binds every listen address on UDP and TCP and serves in the
 // background until ctx ends or Shutdown is called. A bind error is
 // returned at once, with nothing left listening.
+//
+// UDP, where nearly all queries arrive, is served by writ's own read
+// loops, one socket and goroutine per processor (SO_REUSEPORT on Linux);
+// TCP by github.com/miekg/dns's server.
 func (s *Server) Start(ctx context.Context) error {
-	var servers []*dns.Server
+	var (
+		udp   []*net.UDPConn
+		tcp   []*dns.Server
+		addrs []net.Addr
+	)
 	closeAll := func() {
-		for _, srv := range servers {
-			if srv.PacketConn != nil {
-				srv.PacketConn.Close()
-			}
-			if srv.Listener != nil {
-				srv.Listener.Close()
-			}
+		for _, c := range udp {
+			c.Close()
+		}
+		for _, srv := range tcp {
+			srv.Listener.Close()
 		}
 	}
 	for _, addr := range s.cfg.Listen {
-		pc, err := net.ListenPacket("udp", addr)
+		conns, ln, err := listen(addr, runtime.GOMAXPROCS(0))
 		if err != nil {
 			closeAll()
-			return fmt.Errorf("dns listen %s/udp: %w", addr, err)
+			return err
 		}
-		servers = append(servers, &dns.Server{PacketConn: pc, Handler: s, UDPSize: 65535})
-		// Port 0 means "any": TCP takes the port UDP got.
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("dns listen %s/tcp: %w", pc.LocalAddr(), err)
-		}
-		servers = append(servers, &dns.Server{Listener: ln, Handler: s, ReadTimeout: tcpTimeout, WriteTimeout: tcpTimeout})
+		udp = append(udp, conns...)
+		tcp = append(tcp, &dns.Server{Listener: ln, Handler: s, ReadTimeout: tcpTimeout, WriteTimeout: tcpTimeout})
+		addrs = append(addrs, conns[0].LocalAddr(), ln.Addr())
 	}
 	s.mu.Lock()
-	s.servers = servers
-	for _, srv := range servers {
+	s.udp, s.servers, s.addrs = udp, tcp, addrs
+	for _, c := range udp {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveUDP(c)
+		}()
+	}
+	for _, srv := range tcp {
 		started := make(chan struct{})
 		srv.NotifyStartedFunc = func() { close(started) }
-		if srv.PacketConn != nil {
-			s.addrs = append(s.addrs, srv.PacketConn.LocalAddr())
-		} else {
-			s.addrs = append(s.addrs, srv.Listener.Addr())
-		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -135,15 +140,20 @@ func (s *Server) Addrs() []net.Addr {
 // Shutdown stops serving and waits for the listeners to close.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	servers := s.servers
-	s.servers = nil
+	servers, udp := s.servers, s.udp
+	s.servers, s.udp = nil, nil
 	s.mu.Unlock()
 	var errs []error
+	for _, c := range udp {
+		c.Close()
+	}
 	for _, srv := range servers {
 		if err := srv.ShutdownContext(ctx); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	s.wg.Wait()
+	s.general.Wait()
+	s.up.closeIdle()
 	return errors.Join(errs...)
 }

@@ -5,8 +5,10 @@ import (
 	"math/rand"
 	"net/netip"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/writ-project/writ/internal/namegen"
 	"github.com/writ-project/writ/order"
@@ -159,4 +161,99 @@ func BenchmarkMatchNameHot(b *testing.B) {
 		}
 		return g.Name() + "."
 	}))
+}
+
+// benchUpdates applies one change per iteration to the 1M-name policy
+// through an Updater, as the registry does at each amendment, and
+// reports the latency distribution of Update: a change is published in
+// time proportional to the change, and no update waits for the
+// background rebuild of the base (which runs as the delta grows).
+func benchUpdates(b *testing.B, change func(i int, o *order.Order) *order.Order) {
+	orders, _ := bigOrders()
+	list := slices.Clone(orders)
+	u := NewUpdater(NewHolder(nil), nil)
+	u.Update(list, now, 1)
+	var lat []time.Duration
+	i := 0
+	for b.Loop() {
+		k := (i * 7) % len(list)
+		list[k] = change(i, list[k])
+		start := time.Now()
+		u.Update(list, now, uint64(i+2))
+		lat = append(lat, time.Since(start))
+		i++
+	}
+	b.StopTimer()
+	u.wg.Wait()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds()), "max-µs")
+}
+
+// BenchmarkUpdateAdd1M: an amendment adds one name to an order of the
+// 1M-name policy.
+func BenchmarkUpdateAdd1M(b *testing.B) {
+	g := namegen.New(99)
+	benchUpdates(b, func(_ int, o *order.Order) *order.Order {
+		o = o.Clone()
+		o.Targets = append(o.Targets, order.Target{FQDN: g.Name(), Subdomains: true, State: order.TargetActive})
+		return o
+	})
+}
+
+// BenchmarkUpdateRemove1M: an amendment removes one name.
+func BenchmarkUpdateRemove1M(b *testing.B) {
+	benchUpdates(b, func(i int, o *order.Order) *order.Order {
+		o = o.Clone()
+		for j := range o.Targets {
+			if t := &o.Targets[(i+j)%len(o.Targets)]; t.FQDN != "" && t.State == order.TargetActive {
+				t.State = order.TargetRemoved
+				break
+			}
+		}
+		return o
+	})
+}
+
+// BenchmarkUpdateSuspend1M: an order of 1,000 names is suspended or
+// reinstated: its names stay in the tables, only its rulesets change.
+func BenchmarkUpdateSuspend1M(b *testing.B) {
+	benchUpdates(b, func(_ int, o *order.Order) *order.Order {
+		o = o.Clone()
+		if o.Disposition == "" {
+			o.Disposition = order.Suspended
+		} else {
+			o.Disposition = ""
+		}
+		return o
+	})
+}
+
+// BenchmarkUpdateNewOrder1M: a new order of 1,000 names (a regulator's
+// batch) joins the 1M-name policy.
+func BenchmarkUpdateNewOrder1M(b *testing.B) {
+	orders, _ := bigOrders()
+	list := slices.Clone(orders)
+	u := NewUpdater(NewHolder(nil), nil)
+	u.Update(list, now, 1)
+	g := namegen.New(98)
+	var lat []time.Duration
+	i := 0
+	for b.Loop() {
+		ts := make([]order.Target, 0, 1000)
+		for range 1000 {
+			ts = append(ts, order.Target{FQDN: g.Name(), Subdomains: true, State: order.TargetActive})
+		}
+		list = append(list, mkOrder(fmt.Sprintf("new%05d", i), []string{"FR"}, ts...))
+		start := time.Now()
+		u.Update(list, now, uint64(i+2))
+		lat = append(lat, time.Since(start))
+		i++
+	}
+	b.StopTimer()
+	u.wg.Wait()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }

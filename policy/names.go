@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 	"unsafe"
 )
@@ -191,4 +192,37 @@ func site(name string) string {
 // bytes is the memory the table holds.
 func (t *nameTable) bytes() int {
 	return len(t.slots)*16 + cap(t.arena) + 8*(len(t.names.words)+len(t.sites.words))
+}
+
+// withRoom returns a copy of t with room for n more names and nameBytes
+// more arena bytes. The copy shares nothing with t, which snapshots may
+// still be reading: below the load limit the arrays are copied as they
+// are; past it the table is rebuilt at twice the size.
+func (t *nameTable) withRoom(n, nameBytes int) nameTable {
+	if (t.count+n)*4 <= len(t.slots)*3 {
+		c := *t
+		c.slots = slices.Clone(t.slots)
+		c.names.words = slices.Clone(t.names.words)
+		c.sites.words = slices.Clone(t.sites.words)
+		c.arena = make([]byte, len(t.arena), len(t.arena)+nameBytes+arenaSlack)
+		copy(c.arena, t.arena)
+		return c
+	}
+	g := newNameTable(2*(t.count+n), len(t.arena)+nameBytes)
+	for i := range t.slots {
+		sl := &t.slots[i]
+		if sl.tag == 0 {
+			continue
+		}
+		name := t.name(sl)
+		ns := g.insert(name, strings.Count(name, ".")+1)
+		ns.self, ns.below = sl.self, sl.below
+	}
+	return g
+}
+
+// name returns the name stored for a slot.
+func (t *nameTable) name(sl *slot) string {
+	n := uint32(t.arena[sl.off])
+	return string(t.arena[sl.off+1 : sl.off+1+n])
 }

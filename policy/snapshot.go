@@ -33,6 +33,7 @@ type OrderRef struct {
 	// Counters outlive snapshots: they belong to the order, not to one
 	// compilation of it.
 	Counters *Counters
+	received time.Time // ranks the orders a snapshot lists
 }
 
 // Counters count what enforcement points did for one order. They are
@@ -118,19 +119,35 @@ type ruleset struct {
 	orders []uint32 // indexes into Snapshot.orders
 }
 
+// prefixRule is what the prefix table holds for a blocked prefix: the
+// ruleset of its own orders and that of its own and every enclosing
+// prefix's orders, which a longest-prefix match needs.
+type prefixRule struct{ inherited, own uint32 }
+
 // Snapshot is a compiled, immutable policy.
 type Snapshot struct {
 	version    uint64
 	compiled   time.Time
 	validUntil time.Time
-	names      nameTable
-	prefixes   *bart.Table[uint32]
-	urls       map[string][]urlRule // by host
-	rulesets   []ruleset            // index 0 is the empty ruleset
-	orders     []*OrderRef
-	scope      jurisdiction.Set // union of every enforced order's scope
-	nameCount  int
-	prefixN    int
+	// names is the base name table. deltas, when not nil, hold the names
+	// changed since the base was built: recent changes in deltas[0],
+	// older ones in deltas[1]. A name's entry in the first table that has
+	// it is the one in force; an entry with no rulesets removes a name.
+	// See Updater.
+	names     nameTable
+	deltas    [2]*nameTable
+	maxLabels int // the most labels of any stored name
+	prefixes  *bart.Table[prefixRule]
+	urls      map[string][]urlRule // by host
+	rulesets  []ruleset            // index 0 is the empty ruleset
+	// orders holds every order whose targets are in the tables, by index;
+	// enforcedIdx tells which are enforced now, and enforced lists those.
+	orders      []*OrderRef
+	enforcedIdx []bool
+	enforced    []*OrderRef
+	scope       jurisdiction.Set // union of every enforced order's scope
+	nameCount   int
+	prefixN     int
 }
 
 // Version is the store version the snapshot was compiled from.
@@ -144,8 +161,9 @@ func (s *Snapshot) CompiledAt() time.Time { return s.compiled }
 // the zero time if no such change is ahead.
 func (s *Snapshot) ValidUntil() time.Time { return s.validUntil }
 
-// Orders returns the orders the snapshot enforces.
-func (s *Snapshot) Orders() []*OrderRef { return s.orders }
+// Orders returns the orders the snapshot enforces, earliest received
+// first.
+func (s *Snapshot) Orders() []*OrderRef { return s.enforced }
 
 // Names is the number of distinct blocked names.
 func (s *Snapshot) Names() int { return s.nameCount }
@@ -156,8 +174,16 @@ func (s *Snapshot) Prefixes() int { return s.prefixN }
 // Scope is the set of jurisdictions in which anything is blocked.
 func (s *Snapshot) Scope() jurisdiction.Set { return s.scope }
 
-// MemoryBytes estimates the memory held by the name table.
-func (s *Snapshot) MemoryBytes() int { return s.names.bytes() }
+// MemoryBytes estimates the memory held by the name tables.
+func (s *Snapshot) MemoryBytes() int {
+	n := s.names.bytes()
+	for _, d := range s.deltas {
+		if d != nil {
+			n += d.bytes()
+		}
+	}
+	return n
+}
 
 // inScope returns the first order of ruleset r whose scope includes c.
 func (s *Snapshot) inScope(r uint32, c jurisdiction.Code) *OrderRef {
@@ -184,10 +210,9 @@ func (s *Snapshot) inScope(r uint32, c jurisdiction.Code) *OrderRef {
 //
 // MatchName takes no lock and does not allocate.
 func (s *Snapshot) MatchName(name string, c jurisdiction.Code) *OrderRef {
-	if !s.scope.Has(c) || s.names.count == 0 {
+	if !s.scope.Has(c) || s.nameCount == 0 {
 		return nil
 	}
-	t := &s.names
 	n := len(name)
 	if n > 0 && name[n-1] == '.' && !escapedAt(name, n-1) {
 		n--
@@ -203,9 +228,11 @@ func (s *Snapshot) MatchName(name string, c jurisdiction.Code) *OrderRef {
 		nd = len(dots) // deeper than any target can be: see maxLabelsQueried
 	}
 	var (
-		found *OrderRef
-		h     uint64
-		end   = n
+		found  *OrderRef
+		h      uint64
+		end    = n
+		t      = &s.names
+		d0, d1 = s.deltas[0], s.deltas[1]
 	)
 	for k := nd - 1; k >= -1; k-- {
 		start := 0
@@ -215,22 +242,28 @@ func (s *Snapshot) MatchName(name string, c jurisdiction.Code) *OrderRef {
 		h = combine(h, hashLabel(name, start, end))
 		end = start - 1
 		labels := nd - k
-		if labels > t.maxLabels {
+		if labels > s.maxLabels {
 			break
 		}
 		if labels < 2 {
 			continue
 		}
 		m := mix(h)
-		if labels == 2 && !t.sites.mayContain(m) {
+		if labels == 2 && !t.sites.mayContain(m) && (d0 == nil || !d0.sites.mayContain(m)) && (d1 == nil || !d1.sites.mayContain(m)) {
 			return nil // no stored name ends in these two labels
 		}
-		if !t.names.mayContain(m) {
-			continue
+		// The deltas first: their entries override the base's.
+		var sl *slot
+		if d0 != nil || d1 != nil {
+			sl = s.probeDeltas(m, name[start:n])
 		}
-		sl := t.findMixed(m, name[start:n])
 		if sl == nil {
-			continue
+			if !t.names.mayContain(m) {
+				continue
+			}
+			if sl = t.findMixed(m, name[start:n]); sl == nil {
+				continue
+			}
 		}
 		r := sl.self
 		if k >= 0 {
@@ -243,6 +276,31 @@ func (s *Snapshot) MatchName(name string, c jurisdiction.Code) *OrderRef {
 		}
 	}
 	return found
+}
+
+// probe returns the slot in force for a suffix given its mixed hash:
+// the newest delta's that has the name, else the base table's, else nil.
+func (s *Snapshot) probe(m uint64, suffix string) *slot {
+	if sl := s.probeDeltas(m, suffix); sl != nil {
+		return sl
+	}
+	if !s.names.names.mayContain(m) {
+		return nil
+	}
+	return s.names.findMixed(m, suffix)
+}
+
+// probeDeltas returns the slot of a suffix in the newest delta that has
+// it, or nil.
+func (s *Snapshot) probeDeltas(m uint64, suffix string) *slot {
+	for _, d := range s.deltas {
+		if d != nil && d.names.mayContain(m) {
+			if sl := d.findMixed(m, suffix); sl != nil {
+				return sl
+			}
+		}
+	}
+	return nil
 }
 
 // maxLabelsQueried bounds the label boundaries examined in a query name.
@@ -269,7 +327,7 @@ func (s *Snapshot) MatchAddr(a netip.Addr, c jurisdiction.Code) *OrderRef {
 	if !ok {
 		return nil
 	}
-	return s.inScope(r, c)
+	return s.inScope(r.inherited, c)
 }
 
 // Match is one reason a name or address is blocked somewhere.
@@ -289,7 +347,7 @@ func (s *Snapshot) ExplainName(name string) []Match {
 	labels := strings.Split(name, ".")
 	for i := range labels {
 		suffix := strings.Join(labels[i:], ".")
-		sl := s.names.find(hashName(suffix), suffix)
+		sl := s.probe(mix(hashName(suffix)), suffix)
 		if sl == nil {
 			continue
 		}
@@ -312,7 +370,7 @@ func (s *Snapshot) ExplainName(name string) []Match {
 func (s *Snapshot) ExplainAddr(a netip.Addr) []Match {
 	var out []Match
 	for p, r := range s.prefixes.Supernets(netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())) {
-		for _, oi := range s.rulesets[r].orders {
+		for _, oi := range s.rulesets[r.inherited].orders {
 			if !slices.ContainsFunc(out, func(m Match) bool { return m.Order == s.orders[oi] }) {
 				out = append(out, Match{Order: s.orders[oi], Target: p.String()})
 			}

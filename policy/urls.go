@@ -21,20 +21,39 @@ type urlRule struct {
 // urlKey identifies a URL target for merging duplicates.
 type urlKey struct{ host, port, path string }
 
-func (b *builder) addURL(byKey map[urlKey]uint32, raw string, idx, single uint32) {
+// parseURLKey returns the key of a URL target; false for a URL that
+// intake would not have accepted, which is then left out (narrowing,
+// never widening, what is blocked).
+func parseURLKey(raw string) (urlKey, bool) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return // intake accepts only valid URLs; a bad one narrows, never widens
+		return urlKey{}, false
 	}
 	path := u.EscapedPath()
 	if path == "" {
 		path = "/"
 	}
-	k := urlKey{host: strings.ToLower(u.Hostname()), port: u.Port(), path: path}
-	byKey[k] = b.add(byKey[k], idx, single)
+	return urlKey{host: strings.ToLower(u.Hostname()), port: u.Port(), path: path}, true
+}
+
+func (st *state) addURL(raw string, idx, single uint32) {
+	if k, ok := parseURLKey(raw); ok {
+		st.urlRules[k] = st.withOrder(st.urlRules[k], idx, single)
+	}
+}
+
+func (st *state) removeURL(raw string, idx uint32) {
+	if k, ok := parseURLKey(raw); ok {
+		if r := st.withoutOrder(st.urlRules[k], idx); r != 0 {
+			st.urlRules[k] = r
+		} else {
+			delete(st.urlRules, k)
+		}
+	}
 }
 
 func (s *Snapshot) buildURLs(byKey map[urlKey]uint32) {
+	s.urls = nil
 	if len(byKey) == 0 {
 		return
 	}
@@ -48,11 +67,15 @@ func (s *Snapshot) buildURLs(byKey map[urlKey]uint32) {
 	}
 }
 
-// URLs is the number of distinct URL targets.
+// URLs is the number of distinct URL targets enforced.
 func (s *Snapshot) URLs() int {
 	n := 0
 	for _, rules := range s.urls {
-		n += len(rules)
+		for _, u := range rules {
+			if len(s.rulesets[u.r].orders) > 0 {
+				n++
+			}
+		}
 	}
 	return n
 }
