@@ -72,7 +72,7 @@ func (l *Ledger) Handler(docs Documents) http.Handler {
 			}
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("X-Content-Type-Options", "nosniff")
-			w.Write(PublicDocument(o))
+			w.Write(order.PublicDocument(o))
 		})
 	}
 	return mux

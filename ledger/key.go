@@ -46,53 +46,75 @@ func validOrigin(s string) bool {
 	return s != "" && !strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || r == '+' })
 }
 
-// loadOrCreateKey reads the signing key in dir, or creates one named
-// origin (or fallback when origin is empty) at first start. An existing
-// key whose name differs from a configured origin is an error: the log's
-// name cannot change under the checkpoints already published.
-func loadOrCreateKey(dir, origin, fallback string) (note.Signer, string, bool, error) {
-	path := filepath.Join(dir, KeyFile)
-	b, err := os.ReadFile(path)
+// LocalKey returns the signing key kept in dir, "" when there is none.
+func LocalKey(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, KeyFile))
 	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("ledger: key: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// GenerateKey returns a new signing key named origin, in the note signer
+// key format.
+func GenerateKey(origin string) (string, error) {
+	if !validOrigin(origin) {
+		return "", fmt.Errorf("ledger: origin %q: want a name without spaces or '+', such as writ.isp.example/ledger", origin)
+	}
+	skey, _, err := note.GenerateKey(rand.Reader, origin)
+	if err != nil {
+		return "", fmt.Errorf("ledger: generate key: %w", err)
+	}
+	return skey, nil
+}
+
+// loadOrCreateKey returns the signer of shared when it is set, or else
+// reads the signing key in dir, creating one named origin (or fallback
+// when origin is empty) at first start. A key whose name differs from a
+// configured origin is an error: the log's name cannot change under the
+// checkpoints already published.
+func loadOrCreateKey(dir, origin, fallback, shared string) (note.Signer, string, bool, error) {
+	path := filepath.Join(dir, KeyFile)
+	skey, source, created := shared, "the key the store's nodes share", false
+	if skey == "" {
+		var err error
+		if skey, err = LocalKey(dir); err != nil {
+			return nil, "", false, err
+		}
+		source = path
+	}
+	if skey == "" {
 		name := origin
 		if name == "" {
 			name = fallback
 		}
-		if !validOrigin(name) {
-			return nil, "", false, fmt.Errorf("ledger: origin %q: want a name without spaces or '+', such as writ.isp.example/ledger", name)
-		}
-		skey, vkey, err := note.GenerateKey(rand.Reader, name)
-		if err != nil {
-			return nil, "", false, fmt.Errorf("ledger: generate key: %w", err)
+		var err error
+		if skey, err = GenerateKey(name); err != nil {
+			return nil, "", false, err
 		}
 		if err := writeNew(path, []byte(skey+"\n"), 0o600); err != nil {
 			return nil, "", false, fmt.Errorf("ledger: key: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(dir, PublicKeyFile), []byte(vkey+"\n"), 0o644); err != nil {
-			return nil, "", false, fmt.Errorf("ledger: public key: %w", err)
-		}
-		s, err := note.NewSigner(skey)
-		if err != nil {
-			return nil, "", false, fmt.Errorf("ledger: key: %w", err)
-		}
-		return s, vkey, true, nil
+		created = true
 	}
-	if err != nil {
-		return nil, "", false, fmt.Errorf("ledger: key: %w", err)
-	}
-	skey := strings.TrimSpace(string(b))
 	s, err := note.NewSigner(skey)
 	if err != nil {
-		return nil, "", false, fmt.Errorf("ledger: key file %s: %w", path, err)
+		return nil, "", false, fmt.Errorf("ledger: signing key (%s): %w", source, err)
 	}
 	if origin != "" && origin != s.Name() {
-		return nil, "", false, fmt.Errorf("ledger: the configured origin %q differs from the name %q of the key in %s, which signed every checkpoint so far; set ledger.origin to %q or leave it empty", origin, s.Name(), path, s.Name())
+		return nil, "", false, fmt.Errorf("ledger: the configured origin %q differs from the name %q of %s, which signed every checkpoint so far; set ledger.origin to %q or leave it empty", origin, s.Name(), source, s.Name())
 	}
 	vkey, err := verifierKey(skey)
 	if err != nil {
-		return nil, "", false, fmt.Errorf("ledger: key file %s: %w", path, err)
+		return nil, "", false, fmt.Errorf("ledger: signing key (%s): %w", source, err)
 	}
-	return s, vkey, false, nil
+	if err := os.WriteFile(filepath.Join(dir, PublicKeyFile), []byte(vkey+"\n"), 0o644); err != nil {
+		return nil, "", false, fmt.Errorf("ledger: public key: %w", err)
+	}
+	return s, vkey, created, nil
 }
 
 // verifierKey derives the verifier key of a note signer key.

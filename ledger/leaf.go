@@ -33,12 +33,15 @@ type Leaf struct {
 	// Detail is the event's public text, as the order's page shows it.
 	Detail string `json:"detail,omitempty"`
 	// DocumentSHA256 is the hex SHA-256 of the order's public document
-	// (PublicDocument) as it stood after event DocumentSeq.
+	// (order.PublicDocument) as it stood after event DocumentSeq.
 	DocumentSHA256 string `json:"document_sha256,omitempty"`
 	// DocumentSeq is the seq of the order's event after which the document
-	// was hashed: this event's own seq or, when the event was recorded in
-	// the same write as later ones or the ledger caught up after a
-	// restart, the seq of the order's last event in the same ledger batch.
+	// was hashed: the seq of the order's last event in the store write
+	// that recorded this one, so this event's own seq unless the write
+	// recorded several. The store hashes the document in that write, so
+	// every ledger following the store derives the same entry. (Events
+	// recorded before the store did so are hashed when the ledger reads
+	// them, after the order's last event in the same ledger batch.)
 	DocumentSeq uint64 `json:"document_seq,omitempty"`
 }
 
@@ -90,87 +93,3 @@ func ParseLeaf(data []byte) (Leaf, error) {
 	return l, nil
 }
 
-// publicOrder is the part of an order that the public record shows. It
-// names every field on purpose: a field added to order.Order later stays
-// out of the ledger until someone decides it is public.
-type publicOrder struct {
-	ID                string         `json:"id"`
-	Authority         publicAuth     `json:"authority"`
-	LegalBasis        publicBasis    `json:"legal_basis"`
-	Jurisdiction      []string       `json:"jurisdiction"`
-	Issued            string         `json:"issued,omitempty"`
-	Effective         string         `json:"effective"`
-	Expires           string         `json:"expires,omitempty"`
-	Received          string         `json:"received"`
-	Targets           []publicTarget `json:"targets"`
-	Note              string         `json:"note,omitempty"`
-	AmendingAuths     []string       `json:"amending_authorities,omitempty"`
-	Amendments        int            `json:"amendments,omitempty"`
-	Disposition       string         `json:"disposition,omitempty"`
-	DispositionAt     string         `json:"disposition_at,omitempty"`
-	DispositionReason string         `json:"disposition_reason,omitempty"`
-}
-
-type publicAuth struct {
-	ID           string `json:"id"`
-	Name         string `json:"name"`
-	Kind         string `json:"kind"`
-	Jurisdiction string `json:"jurisdiction"`
-}
-
-type publicBasis struct {
-	Statute string `json:"statute,omitempty"`
-	Case    string `json:"case,omitempty"`
-	URL     string `json:"url,omitempty"`
-	Summary string `json:"summary,omitempty"`
-}
-
-type publicTarget struct {
-	FQDN       string `json:"fqdn,omitempty"`
-	Subdomains bool   `json:"subdomains,omitempty"`
-	IP         string `json:"ip,omitempty"`
-	URL        string `json:"url,omitempty"`
-	State      string `json:"state,omitempty"`
-	HoldReason string `json:"hold_reason,omitempty"`
-	Amendment  int    `json:"amendment,omitempty"`
-	Decision   string `json:"decision,omitempty"`
-}
-
-// PublicDocument returns the canonical JSON of the public part of o: the
-// document whose SHA-256 a leaf records and that GET
-// /v1/ledger/documents/{id} serves, so that anyone can check the public
-// record of an order against the ledger.
-func PublicDocument(o *order.Order) []byte {
-	format := func(t time.Time) string { return t.UTC().Format(timeLayout) }
-	p := publicOrder{
-		ID:                o.ID,
-		Authority:         publicAuth{o.Authority.ID, o.Authority.Name, string(o.Authority.Kind), o.Authority.Jurisdiction},
-		LegalBasis:        publicBasis{o.LegalBasis.Statute, o.LegalBasis.Case, o.LegalBasis.URL, o.LegalBasis.Summary},
-		Jurisdiction:      append([]string{}, o.Jurisdiction...),
-		Effective:         format(o.Effective),
-		Received:          format(o.Received),
-		Targets:           make([]publicTarget, 0, len(o.Targets)),
-		Note:              o.Note,
-		AmendingAuths:     o.AmendingAuthorities,
-		Amendments:        o.Amendments,
-		Disposition:       string(o.Disposition),
-		DispositionReason: o.DispositionReason,
-	}
-	if !o.Expires.IsZero() {
-		p.Expires = format(o.Expires)
-	}
-	if o.Issued != nil {
-		p.Issued = format(*o.Issued)
-	}
-	if o.DispositionAt != nil {
-		p.DispositionAt = format(*o.DispositionAt)
-	}
-	for _, t := range o.Targets {
-		p.Targets = append(p.Targets, publicTarget{t.FQDN, t.Subdomains, t.IP, t.URL, string(t.State), t.HoldReason, t.Amendment, t.Decision})
-	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(p)
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
-}

@@ -6,7 +6,10 @@
 //
 // The ledger is a projection of the store's event log: leaf i is event
 // seq i+1. Sync appends every event after the last leaf, so that a ledger
-// behind its store (after a crash, or at first start) catches up.
+// behind its store (after a crash, or at first start) catches up. Entries
+// are a function of the events alone, so the ledgers of several nodes
+// sharing one store hold the same tree, and with the same signing key
+// (Options.SignerKey) serve the same checkpoints.
 package ledger
 
 import (
@@ -48,6 +51,10 @@ type Options struct {
 	Origin string
 	// DefaultOrigin names a new key when Origin is empty.
 	DefaultOrigin string
+	// SignerKey, when set, is the signing key, in place of the one kept
+	// in the directory: the key all nodes sharing a store sign with, so
+	// that their ledgers serve the same checkpoints.
+	SignerKey string
 	Logger        *slog.Logger
 }
 
@@ -97,7 +104,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Ledger, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	signer, vkey, created, err := loadOrCreateKey(dir, opts.Origin, opts.DefaultOrigin)
+	signer, vkey, created, err := loadOrCreateKey(dir, opts.Origin, opts.DefaultOrigin, opts.SignerKey)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +348,9 @@ func (l *Ledger) appendUpTo(ctx context.Context, src Source, head uint64, latest
 			if e.Seq != size+1+uint64(i) || e.Seq > head {
 				return appended, false, fmt.Errorf("ledger: the store returned event seq %d where %d was due", e.Seq, size+1+uint64(i))
 			}
-			if read[e.OrderID] {
+			// The store records the document's hash with each event
+			// since schema version 4; only older events need a read.
+			if e.DocumentSHA256 != "" || read[e.OrderID] {
 				continue
 			}
 			o, err := src.Order(ctx, e.OrderID)
@@ -349,7 +358,7 @@ func (l *Ledger) appendUpTo(ctx context.Context, src Source, head uint64, latest
 				return appended, false, fmt.Errorf("ledger: read order %s: %w", e.OrderID, err)
 			}
 			read[e.OrderID] = true
-			docs[e.OrderID] = PublicDocument(o)
+			docs[e.OrderID] = order.PublicDocument(o)
 			fresh = append(fresh, e.OrderID)
 		}
 		if len(fresh) > 0 {
@@ -411,7 +420,11 @@ func (l *Ledger) appendEvents(ctx context.Context, events []order.Event, docs ma
 	var nodes []nodeHash
 	visit := func(id compact.NodeID, h []byte) { nodes = append(nodes, nodeHash{id, h}) }
 	for i, e := range events {
-		leaves[i] = NewLeaf(e, docs[e.OrderID], latest[e.OrderID]).Marshal()
+		leaf := NewLeaf(e, docs[e.OrderID], latest[e.OrderID])
+		if e.DocumentSHA256 != "" {
+			leaf.DocumentSHA256, leaf.DocumentSeq = e.DocumentSHA256, e.DocumentSeq
+		}
+		leaves[i] = leaf.Marshal()
 		if err := rng.Append(hasher.HashLeaf(leaves[i]), visit); err != nil {
 			return err
 		}

@@ -299,7 +299,7 @@ func TestLeafContent(t *testing.T) {
 	}
 	entries := l.allEntries(t)
 	first, _ := ParseLeaf(entries[0])
-	doc := PublicDocument(src.orders["20250328-00000001"])
+	doc := order.PublicDocument(src.orders["20250328-00000001"])
 	sum := sha256.Sum256(doc)
 	want := Leaf{Seq: 1, OrderID: "20250328-00000001", At: "2025-03-28T00:00:01.000000000Z", Kind: "received", Detail: "event 1",
 		DocumentSHA256: hex.EncodeToString(sum[:]), DocumentSeq: 2}
@@ -362,7 +362,7 @@ func TestDocumentHashFollowsTheEvent(t *testing.T) {
 	if len(entries) != 2 {
 		t.Fatalf("%d entries", len(entries))
 	}
-	sum := sha256.Sum256(PublicDocument(src.orders["20250328-00000001"]))
+	sum := sha256.Sum256(order.PublicDocument(src.orders["20250328-00000001"]))
 	for i, e := range entries {
 		leaf, _ := ParseLeaf(e)
 		if leaf.DocumentSeq != 2 || leaf.DocumentSHA256 != hex.EncodeToString(sum[:]) {

@@ -328,6 +328,13 @@ type Event struct {
 	Kind      EventKind `json:"kind"`
 	Principal string    `json:"principal"`
 	Detail    string    `json:"detail,omitempty"`
+
+	// DocumentSHA256 is the hex SHA-256 of the order's PublicDocument as
+	// it stood after event DocumentSeq, the last event of the write that
+	// recorded this one. The store fills both; events recorded before
+	// the store kept them have them empty.
+	DocumentSHA256 string `json:"-"`
+	DocumentSeq    uint64 `json:"-"`
 }
 
 // JurisdictionString returns the order's jurisdictions as written, joined

@@ -4,7 +4,8 @@ import "time"
 
 // Receipt is an enforcement point's statement that, from At on, it
 // enforced policy Version (and therefore every earlier change). Points
-// are named by kind and place: "dns", "gate", "rpz:192.0.2.53".
+// are named by kind and place: "dns@resolver-1", "gate@edge-1" (the
+// node of writ serve that runs them), "rpz:192.0.2.53/fr.rpz.writ".
 type Receipt struct {
 	Point   string    `json:"point"`
 	Version uint64    `json:"version"`

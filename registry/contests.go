@@ -17,9 +17,9 @@ import (
 func (r *Registry) FileContest(ctx context.Context, id string, sub *order.ContestSubmission) (*order.Contest, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	o, ok := r.orders[id]
-	if !ok {
-		return nil, fmt.Errorf("order %s: %w", id, ErrNotFound)
+	o, err := r.lookup(ctx, id)
+	if err != nil {
+		return nil, err
 	}
 	now := r.clock.Now().UTC()
 	c, err := order.AcceptContest(o, sub, now)
@@ -60,6 +60,25 @@ func (r *Registry) DecideContest(ctx context.Context, contestID int64, outcome o
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	for attempt := 0; ; attempt++ {
+		c, err := r.decideContest(ctx, contestID, outcome, reason, by)
+		if errors.Is(err, store.ErrStale) && attempt < 3 {
+			// Another node decided it, or changed its order: read again.
+			if err := r.catchUp(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		r.log.Info("contest decided", "contest", c.ID, "order", c.OrderID, "outcome", outcome, "principal", by.String())
+		return c, nil
+	}
+}
+
+// decideContest is one attempt of DecideContest. r.mu must be held.
+func (r *Registry) decideContest(ctx context.Context, contestID int64, outcome order.ContestStatus, reason string, by access.Principal) (*order.Contest, error) {
 	c, err := r.store.Contest(ctx, contestID)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("contest %d: %w", contestID, ErrNotFound)
@@ -70,9 +89,9 @@ func (r *Registry) DecideContest(ctx context.Context, contestID int64, outcome o
 	if c.Status != order.ContestPending {
 		return nil, fmt.Errorf("contest %d was already decided (%s): %w", c.ID, c.Status, ErrConflict)
 	}
-	cur, ok := r.orders[c.OrderID]
-	if !ok {
-		return nil, fmt.Errorf("order %s: %w", c.OrderID, ErrNotFound)
+	cur, err := r.lookup(ctx, c.OrderID)
+	if err != nil {
+		return nil, err
 	}
 	now := r.clock.Now().UTC()
 	o := cur.Clone()
@@ -112,15 +131,14 @@ func (r *Registry) DecideContest(ctx context.Context, contestID int64, outcome o
 	if changed {
 		doc = o
 	}
-	version, err := r.store.DecideContest(ctx, &c, doc, events)
+	version, err := r.store.DecideContest(ctx, &c, doc, events, r.version)
 	if err != nil {
 		return nil, err
 	}
 	if changed {
-		r.orders[o.ID] = o
+		r.setOrder(o)
 	}
 	r.recorded(ctx, version, events)
-	r.log.Info("contest decided", "contest", c.ID, "order", c.OrderID, "outcome", outcome, "principal", by.String())
 	return &c, nil
 }
 

@@ -82,7 +82,7 @@ func (r *Registry) Submit(ctx context.Context, sub *order.Submission, by access.
 		if err != nil {
 			return nil, fmt.Errorf("registry: record order: %w", err)
 		}
-		r.orders[o.ID] = o
+		r.setOrder(o)
 		r.metrics.submitted.Add(1)
 		r.recorded(ctx, version, events)
 		r.log.Info("order received", "order", o.ID, "authority", o.Authority.ID, "jurisdiction", o.JurisdictionString(),
@@ -118,27 +118,29 @@ func (r *Registry) matchRegistered(sub *order.Submission, a order.RegisteredAuth
 func (r *Registry) change(ctx context.Context, id string, fn func(o *order.Order, now time.Time) ([]order.Event, error)) (*order.Order, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	cur, ok := r.orders[id]
-	if !ok {
+	if _, err := r.lookup(ctx, id); err != nil {
+		return nil, err
+	}
+	// The store runs fn on the order as it stands, under its write lock,
+	// so that a change made meanwhile on another node is never lost.
+	o, events, version, err := r.store.ModifyOrder(ctx, id, func(o *order.Order) ([]order.Event, error) {
+		now := r.clock.Now().UTC()
+		events, err := fn(o, now)
+		for i := range events {
+			events[i].OrderID = id
+			if events[i].At.IsZero() {
+				events[i].At = now
+			}
+		}
+		return events, err
+	})
+	if errors.Is(err, store.ErrNotFound) {
 		return nil, fmt.Errorf("order %s: %w", id, ErrNotFound)
 	}
-	now := r.clock.Now().UTC()
-	o := cur.Clone()
-	events, err := fn(o, now)
 	if err != nil {
 		return nil, err
 	}
-	for i := range events {
-		events[i].OrderID = id
-		if events[i].At.IsZero() {
-			events[i].At = now
-		}
-	}
-	version, err := r.store.UpdateOrder(ctx, o, events)
-	if err != nil {
-		return nil, fmt.Errorf("registry: record change to %s: %w", id, err)
-	}
-	r.orders[id] = o
+	r.setOrder(o)
 	r.recorded(ctx, version, events)
 	for _, e := range events {
 		r.log.Info("order "+string(e.Kind), "order", id, "principal", e.Principal, "detail", e.Detail, "policy_version", r.version)
@@ -185,10 +187,28 @@ func (r *Registry) Amend(ctx context.Context, id string, a *order.Amendment, by 
 		if !by.CanActFor(o.Authority.ID, o.AmendingAuthorities, true) {
 			return nil, fmt.Errorf("%s may not amend order %s of %s: %w", by, o.ID, o.Authority.ID, ErrForbidden)
 		}
+		if by.Role == access.Authority && by.Authority != o.Authority.ID {
+			// An amender adds targets under another authority's order, and
+			// intake's jurisdiction safeguard weighs them against that
+			// authority's jurisdiction, not the amender's: so the amender
+			// itself must hold every jurisdiction the order applies in.
+			// r.mu is held (change).
+			amender, known := r.authorities[by.Authority]
+			own, _ := jurisdiction.ParseSet(amender.Jurisdiction)
+			scope, err := jurisdiction.ParseSet(o.Jurisdiction...)
+			if !known || err != nil || !scope.Within(own) {
+				return nil, fmt.Errorf("%s may amend only orders within the jurisdiction of %s (%s), and order %s applies in %s: %w",
+					by, by.Authority, amender.Jurisdiction, o.ID, o.JurisdictionString(), ErrForbidden)
+			}
+		}
 		if err := stillOpen(o, now); err != nil {
 			return nil, err
 		}
-		amended, added, removed, err := r.intake.Amend(o, a)
+		amender := o.Authority
+		if by.Role == access.Authority && by.Authority != o.Authority.ID {
+			amender = r.authorities[by.Authority].Authority
+		}
+		amended, added, removed, err := r.intake.AmendBy(o, a, amender)
 		if err != nil {
 			return nil, err
 		}

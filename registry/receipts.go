@@ -118,10 +118,10 @@ type OrderReceipts struct {
 // there and whether that met its authority's deadline.
 func (r *Registry) Receipts(ctx context.Context, id string) (*OrderReceipts, error) {
 	r.mu.Lock()
-	o, ok := r.orders[id]
-	if !ok {
+	o, err := r.lookup(ctx, id)
+	if err != nil {
 		r.mu.Unlock()
-		return nil, fmt.Errorf("order %s: %w", id, ErrNotFound)
+		return nil, err
 	}
 	mark, inForce := r.activation[id]
 	deadline := order.DefaultDeadline

@@ -26,9 +26,10 @@ import (
 // Store is the persistence the registry needs; store.SQLite is one.
 type Store interface {
 	CreateOrder(ctx context.Context, o *order.Order, events []order.Event) (uint64, error)
-	UpdateOrder(ctx context.Context, o *order.Order, events []order.Event) (uint64, error)
+	ModifyOrder(ctx context.Context, id string, change func(o *order.Order) ([]order.Event, error)) (*order.Order, []order.Event, uint64, error)
 	AppendEvents(ctx context.Context, events []order.Event) (uint64, error)
 	Orders(ctx context.Context) ([]*order.Order, uint64, error)
+	Order(ctx context.Context, id string) (*order.Order, error)
 	Events(ctx context.Context, orderID string) ([]order.Event, error)
 	EventsSince(ctx context.Context, after uint64, limit int) ([]order.Event, error)
 
@@ -40,7 +41,7 @@ type Store interface {
 	SetPrincipalDisabled(ctx context.Context, id string, disabled bool) error
 
 	CreateContest(ctx context.Context, c *order.Contest, events func(id int64) []order.Event) (uint64, error)
-	DecideContest(ctx context.Context, c *order.Contest, o *order.Order, events []order.Event) (uint64, error)
+	DecideContest(ctx context.Context, c *order.Contest, o *order.Order, events []order.Event, since uint64) (uint64, error)
 	Contest(ctx context.Context, id int64) (order.Contest, error)
 	Contests(ctx context.Context, orderID string) ([]order.Contest, error)
 
@@ -88,6 +89,7 @@ type Registry struct {
 	clock    Clock
 	log      *slog.Logger
 	holder   *policy.Holder
+	updater  *policy.Updater // publishes to holder what changed
 	counters *policy.CounterSet
 	metrics  *Metrics
 
@@ -106,6 +108,12 @@ type Registry struct {
 	activation map[string]activationMark
 	changed    chan struct{} // closed at each recorded event
 	receipts   receiptTracker
+	// dirty holds the orders changed since recordLifecycle last looked,
+	// and lifecycleDue the earliest time a lifecycle event of another
+	// order falls due (zero: unknown, look at them all), so that a change
+	// to one order does not make the registry look at every other.
+	dirty        map[string]bool
+	lifecycleDue time.Time
 }
 
 type activationMark struct {
@@ -130,6 +138,7 @@ func Open(ctx context.Context, st Store, opts Options) (*Registry, error) {
 		reminded:    map[string]bool{},
 		activation:  map[string]activationMark{},
 		changed:     make(chan struct{}),
+		dirty:       map[string]bool{},
 	}
 	if r.clock == nil {
 		r.clock = systemClock{}
@@ -144,7 +153,7 @@ func Open(ctx context.Context, st Store, opts Options) (*Registry, error) {
 		return nil, fmt.Errorf("registry: load orders: %w", err)
 	}
 	for _, o := range orders {
-		r.orders[o.ID] = o
+		r.setOrder(o)
 	}
 	r.version = version
 	auths, err := st.Authorities(ctx)
@@ -169,6 +178,7 @@ func Open(ctx context.Context, st Store, opts Options) (*Registry, error) {
 		after = evs[len(evs)-1].Seq
 	}
 	r.holder = policy.NewHolder(nil)
+	r.updater = policy.NewUpdater(r.holder, r.counters)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.republish(ctx)
@@ -220,13 +230,28 @@ func (r *Registry) EventsSince(ctx context.Context, after uint64, limit int) ([]
 // from which enforcement points measure propagation.
 func (r *Registry) Acknowledged(id string, at time.Time) { r.counters.For(id).Acknowledged(at) }
 
+// lookup returns an order, catching up with the store first when it is
+// unknown here: another node may have just recorded it. r.mu must be held.
+func (r *Registry) lookup(ctx context.Context, id string) (*order.Order, error) {
+	if o, ok := r.orders[id]; ok {
+		return o, nil
+	}
+	if err := r.catchUp(ctx); err != nil {
+		return nil, err
+	}
+	if o, ok := r.orders[id]; ok {
+		return o, nil
+	}
+	return nil, fmt.Errorf("order %s: %w", id, ErrNotFound)
+}
+
 // Order returns one order and its history.
 func (r *Registry) Order(ctx context.Context, id string) (*order.Order, []order.Event, error) {
 	r.mu.Lock()
-	o, ok := r.orders[id]
+	o, err := r.lookup(ctx, id)
 	r.mu.Unlock()
-	if !ok {
-		return nil, nil, fmt.Errorf("order %s: %w", id, ErrNotFound)
+	if err != nil {
+		return nil, nil, err
 	}
 	evs, err := r.store.Events(ctx, id)
 	if err != nil {
@@ -272,15 +297,93 @@ func (r *Registry) Close() {
 // it notes them, wakes followers and republishes the policy. r.mu must be
 // held.
 func (r *Registry) recorded(ctx context.Context, version uint64, events []order.Event) {
-	if version > r.version {
+	if version == r.version+uint64(len(events)) {
 		r.version = version
+		for _, e := range events {
+			r.note(e)
+		}
+		r.wake()
+	} else if err := r.catchUp(ctx); err != nil {
+		// Other nodes wrote in between; what they wrote is read at the next
+		// sync. Ours is in memory already.
+		r.log.Error("reading changes from other nodes failed; will retry", "err", err)
 	}
-	for _, e := range events {
-		r.note(e)
-	}
+	r.republish(ctx)
+}
+
+// wake closes the changed channel for followers of the event stream.
+// r.mu must be held.
+func (r *Registry) wake() {
 	close(r.changed)
 	r.changed = make(chan struct{})
-	r.republish(ctx)
+}
+
+// Sync catches up with changes that other writ nodes recorded in a
+// shared store, and republishes the policy if there were any. Nodes call
+// it when the store announces a new version, and on a timer in case an
+// announcement was lost.
+func (r *Registry) Sync(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	before := r.version
+	if err := r.catchUp(ctx); err != nil {
+		return err
+	}
+	if r.version != before {
+		r.republish(ctx)
+	}
+	return nil
+}
+
+// Version is the store version the registry has caught up to.
+func (r *Registry) Version() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.version
+}
+
+// catchUp reads every event recorded after r.version, by this node or
+// others, and reloads the orders they concern. r.mu must be held.
+func (r *Registry) catchUp(ctx context.Context) error {
+	changed := false
+	for {
+		evs, err := r.store.EventsSince(ctx, r.version, 1000)
+		if err != nil {
+			return fmt.Errorf("registry: read events after %d: %w", r.version, err)
+		}
+		if len(evs) == 0 {
+			break
+		}
+		ids := map[string]bool{}
+		for _, e := range evs {
+			ids[e.OrderID] = true
+		}
+		for id := range ids {
+			o, err := r.store.Order(ctx, id)
+			if err != nil {
+				return fmt.Errorf("registry: reload order %s: %w", id, err)
+			}
+			r.setOrder(o)
+		}
+		for _, e := range evs {
+			r.note(e)
+		}
+		r.version = evs[len(evs)-1].Seq
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	// Authorities registered on another node come without an event.
+	auths, err := r.store.Authorities(ctx)
+	if err != nil {
+		return fmt.Errorf("registry: reload authorities: %w", err)
+	}
+	for _, a := range auths {
+		r.authorities[a.ID] = a
+	}
+	r.wake()
+	return nil
 }
 
 // republish records lifecycle events due by now, compiles the orders in
@@ -294,8 +397,10 @@ func (r *Registry) republish(ctx context.Context) {
 		list = append(list, o)
 	}
 	start := time.Now()
-	snap := policy.Compile(list, now, r.version, r.counters)
-	r.holder.Store(snap)
+	// The updater applies what changed since its last publication, so an
+	// amendment is published in time proportional to the amendment, not
+	// to the million names already in force.
+	snap := r.updater.Update(list, now, r.version)
 	r.metrics.compileSeconds.Observe(time.Since(start).Seconds())
 	r.log.Debug("policy published", "version", r.version, "orders", len(snap.Orders()), "names", snap.Names(), "prefixes", snap.Prefixes(), "compile", time.Since(start))
 
@@ -304,7 +409,7 @@ func (r *Registry) republish(ctx context.Context) {
 		r.stopTick = nil
 	}
 	next := snap.ValidUntil()
-	if t, ok := r.nextReminder(now); ok && (next.IsZero() || t.Before(next)) {
+	if t := r.lifecycleDue; !t.IsZero() && (next.IsZero() || t.Before(next)) {
 		next = t
 	}
 	if !next.IsZero() && !r.closed {
@@ -322,64 +427,106 @@ func (r *Registry) tick() {
 	r.republish(context.Background())
 }
 
-func (r *Registry) nextReminder(now time.Time) (time.Time, bool) {
-	if r.reminder <= 0 {
-		return time.Time{}, false
-	}
-	var next time.Time
-	for id, o := range r.orders {
-		if r.reminded[id] || o.OpenEnded() || o.Disposition != "" {
-			continue
-		}
-		at := o.Expires.Add(-r.reminder)
-		if at.After(now) && (next.IsZero() || at.Before(next)) {
-			next = at
-		}
-	}
-	return next, !next.IsZero()
-}
-
 // recordLifecycle writes an event for each order that took effect, is
 // about to expire, or expired since it was last looked at. A failure to
 // write is logged and retried at the next recompilation; enforcement
 // never waits for it. r.mu must be held.
 func (r *Registry) recordLifecycle(ctx context.Context, now time.Time) {
+	full := r.lifecycleDue.IsZero() || !now.Before(r.lifecycleDue)
 	var events []order.Event
-	for id, o := range r.orders {
-		switch st := o.StatusAt(now); {
-		case st == order.StatusActive && !r.active[id]:
-			at := o.Effective
-			if at.Before(o.Received) {
-				at = o.Received
-			}
-			events = append(events, order.Event{OrderID: id, At: at, Kind: order.EventActivated, Principal: "writ", Detail: "in force"})
-		case st == order.StatusExpired && !r.expired[id]:
-			events = append(events, order.Event{OrderID: id, At: o.Expires, Kind: order.EventExpired, Principal: "writ"})
-		}
-		if r.reminder > 0 && !r.reminded[id] && !o.OpenEnded() && o.Disposition == "" &&
-			o.StatusAt(now) != order.StatusExpired && !now.Before(o.Expires.Add(-r.reminder)) {
-			events = append(events, order.Event{OrderID: id, At: now, Kind: order.EventExpiring, Principal: "writ",
-				Detail: "expires " + o.Expires.UTC().Format(time.RFC3339)})
+	due := time.Time{}
+	look := func(id string, o *order.Order) {
+		events = append(events, r.lifecycleEvents(id, o, now)...)
+		if t, ok := r.nextLifecycle(id, o, now); ok && (due.IsZero() || t.Before(due)) {
+			due = t
 		}
 	}
+	if full {
+		for id, o := range r.orders {
+			look(id, o)
+		}
+	} else {
+		due = r.lifecycleDue
+		for id := range r.dirty {
+			if o, ok := r.orders[id]; ok {
+				look(id, o)
+			}
+		}
+	}
+	clear(r.dirty)
+	r.lifecycleDue = due
 	if len(events) == 0 {
 		return
 	}
 	slices.SortFunc(events, func(a, b order.Event) int { return a.At.Compare(b.At) })
-	version, err := r.store.AppendEvents(ctx, events)
-	if err != nil {
+	if _, err := r.store.AppendEvents(ctx, events); err != nil {
 		r.log.Error("recording lifecycle events failed; will retry", "err", err)
+		// Look at every order again next time.
+		r.lifecycleDue = time.Time{}
 		return
 	}
-	if version > r.version {
-		r.version = version
-	}
 	for _, e := range events {
-		r.note(e)
-		r.log.Info("order "+string(e.Kind), "order", e.OrderID, "at", e.At)
+		// Seq zero: another node had recorded it already.
+		if e.Seq != 0 {
+			r.log.Info("order "+string(e.Kind), "order", e.OrderID, "at", e.At)
+		}
 	}
-	close(r.changed)
-	r.changed = make(chan struct{})
+	if err := r.catchUp(ctx); err != nil {
+		r.log.Error("reading lifecycle events failed; will retry", "err", err)
+	}
+}
+
+// lifecycleEvents returns the lifecycle events of o due by now and not
+// yet on record.
+func (r *Registry) lifecycleEvents(id string, o *order.Order, now time.Time) []order.Event {
+	var events []order.Event
+	switch st := o.StatusAt(now); {
+	case st == order.StatusActive && !r.active[id]:
+		at := o.Effective
+		if at.Before(o.Received) {
+			at = o.Received
+		}
+		events = append(events, order.Event{OrderID: id, At: at, Kind: order.EventActivated, Principal: "writ", Detail: "in force"})
+	case st == order.StatusExpired && !r.expired[id]:
+		events = append(events, order.Event{OrderID: id, At: o.Expires, Kind: order.EventExpired, Principal: "writ"})
+	}
+	if r.reminder > 0 && !r.reminded[id] && !o.OpenEnded() && o.Disposition == "" &&
+		o.StatusAt(now) != order.StatusExpired && !now.Before(o.Expires.Add(-r.reminder)) {
+		events = append(events, order.Event{OrderID: id, At: now, Kind: order.EventExpiring, Principal: "writ",
+			Detail: "expires " + o.Expires.UTC().Format(time.RFC3339)})
+	}
+	return events
+}
+
+// nextLifecycle returns the next time after now at which o, unchanged,
+// has a lifecycle event due: it takes effect, its reminder falls due, or
+// it expires.
+func (r *Registry) nextLifecycle(id string, o *order.Order, now time.Time) (time.Time, bool) {
+	var next time.Time
+	consider := func(t time.Time) {
+		if t.After(now) && (next.IsZero() || t.Before(next)) {
+			next = t
+		}
+	}
+	if !r.active[id] {
+		consider(o.Effective)
+	}
+	if !o.OpenEnded() {
+		if !r.expired[id] {
+			consider(o.Expires)
+		}
+		if r.reminder > 0 && !r.reminded[id] && o.Disposition == "" {
+			consider(o.Expires.Add(-r.reminder))
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// setOrder keeps o as the current state of its order and marks it for
+// the next look at lifecycle events. r.mu must be held.
+func (r *Registry) setOrder(o *order.Order) {
+	r.orders[o.ID] = o
+	r.dirty[o.ID] = true
 }
 
 // newID returns an order id: the UTC date it was received and 32 random

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/writ-project/writ/order"
@@ -20,6 +21,11 @@ import (
 // call needs does not exist, so that callers can answer "no such order"
 // rather than report a storage failure.
 var ErrNotFound = errors.New("order not found")
+
+// ErrStale is returned when a write was based on a state of an order
+// that another writer (another writ node) has changed since: the caller
+// reads the order again and retries, so that no change is lost.
+var ErrStale = errors.New("changed since it was read")
 
 // ErrExists is returned, wrapped with the order id, when CreateOrder is
 // given an id already in use, so that a resubmitted order is told apart
@@ -57,7 +63,7 @@ func (s *db) CreateOrder(ctx context.Context, o *order.Order, events []order.Eve
 	return s.writeOrder(ctx, "create", o, events, ErrExists,
 		`INSERT INTO orders(id, received_at, status, document) VALUES (?, ?, ?, ?)
 		 ON CONFLICT(id) DO NOTHING`,
-		func(doc string) []any { return []any{o.ID, formatTime(o.Received), statusColumn(o), doc} })
+		func(doc string) []any { return []any{o.ID, formatTime(o.Received), statusColumn(o), doc} }, nil)
 }
 
 // UpdateOrder replaces the stored document of an existing order and
@@ -66,14 +72,99 @@ func (s *db) CreateOrder(ctx context.Context, o *order.Order, events []order.Eve
 // An unknown id is ErrNotFound: updates never create orders, so a typo in
 // an id cannot conjure one.
 func (s *db) UpdateOrder(ctx context.Context, o *order.Order, events []order.Event) (version uint64, err error) {
+	return s.UpdateOrderSince(ctx, o, events, math.MaxUint64)
+}
+
+// UpdateOrderSince is UpdateOrder for a writer that read the order at
+// store version since: if another writer recorded an event of the order
+// after that, nothing is written and the error is ErrStale.
+func (s *db) UpdateOrderSince(ctx context.Context, o *order.Order, events []order.Event, since uint64) (version uint64, err error) {
 	return s.writeOrder(ctx, "update", o, events, ErrNotFound,
 		`UPDATE orders SET received_at = ?, status = ?, document = ? WHERE id = ?`,
-		func(doc string) []any { return []any{formatTime(o.Received), statusColumn(o), doc, o.ID} })
+		func(doc string) []any { return []any{formatTime(o.Received), statusColumn(o), doc, o.ID} },
+		func(ctx context.Context, t *tx) error { return unchangedSince(ctx, t, o.ID, since) })
+}
+
+// ModifyOrder changes an order in one transaction holding the write lock:
+// it reads the order as it stands, lets change modify it and return the
+// events that record the change, and writes both. No other writer, on any
+// node, can change the order in between, so concurrent changes are never
+// lost. An error from change writes nothing and is returned as is. It
+// returns the order as written, its events with their seqs, and the
+// store version.
+func (s *db) ModifyOrder(ctx context.Context, id string, change func(o *order.Order) ([]order.Event, error)) (*order.Order, []order.Event, uint64, error) {
+	var (
+		o      *order.Order
+		events []order.Event
+		seqs   []uint64
+	)
+	version, err := s.inWriteTx(ctx, func(t *tx) error {
+		var doc string
+		err := t.QueryRowContext(ctx, `SELECT document FROM orders WHERE id = ?`, id).Scan(&doc)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("order %s: %w", id, ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if o, err = decodeOrder(id, doc); err != nil {
+			return err
+		}
+		if events, err = change(o); err != nil {
+			return changeError{err}
+		}
+		if o.ID != id {
+			return fmt.Errorf("order %s: a change may not alter the id", id)
+		}
+		if err := checkEventsBelong(id, events); err != nil {
+			return err
+		}
+		if doc, err = encodeOrder(o); err != nil {
+			return err
+		}
+		if _, err := t.ExecContext(ctx, `UPDATE orders SET received_at = ?, status = ?, document = ? WHERE id = ?`,
+			formatTime(o.Received), statusColumn(o), doc, id); err != nil {
+			return err
+		}
+		seqs, err = insertEvents(ctx, t, id, events)
+		return err
+	})
+	var ce changeError
+	if errors.As(err, &ce) {
+		return nil, nil, 0, ce.err
+	}
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("store: change order %s: %w", id, err)
+	}
+	fillEvents(events, id, seqs)
+	return o, events, version, nil
+}
+
+// changeError carries the error of a ModifyOrder change function out of
+// the transaction unwrapped.
+type changeError struct{ err error }
+
+func (e changeError) Error() string { return e.err.Error() }
+
+// unchangedSince fails with ErrStale if an event of order id has a seq
+// above since.
+func unchangedSince(ctx context.Context, t *tx, id string, since uint64) error {
+	if since == math.MaxUint64 {
+		return nil
+	}
+	var last int64
+	if err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events WHERE order_id = ?`, id).Scan(&last); err != nil {
+		return err
+	}
+	if uint64(last) > since {
+		return fmt.Errorf("order %s was changed at version %d, after %d: %w", id, last, since, ErrStale)
+	}
+	return nil
 }
 
 // writeOrder writes an order's document with stmt and appends its events
 // in one transaction; noRow is the error when stmt affects no row.
-func (s *db) writeOrder(ctx context.Context, op string, o *order.Order, events []order.Event, noRow error, stmt string, args func(doc string) []any) (uint64, error) {
+func (s *db) writeOrder(ctx context.Context, op string, o *order.Order, events []order.Event, noRow error, stmt string, args func(doc string) []any, check func(context.Context, *tx) error) (uint64, error) {
 	if o == nil || o.ID == "" {
 		return 0, fmt.Errorf("store: %s order: order has no id", op)
 	}
@@ -86,6 +177,11 @@ func (s *db) writeOrder(ctx context.Context, op string, o *order.Order, events [
 	}
 	var seqs []uint64
 	version, err := s.inWriteTx(ctx, func(tx *tx) error {
+		if check != nil {
+			if err := check(ctx, tx); err != nil {
+				return err
+			}
+		}
 		res, err := tx.ExecContext(ctx, stmt, args(doc)...)
 		if err != nil {
 			return err
@@ -108,7 +204,10 @@ func (s *db) writeOrder(ctx context.Context, op string, o *order.Order, events [
 // AppendEvents records events about existing orders without touching
 // their documents, for happenings such as expiry that change no field.
 // All events are stored or none; each Seq is filled in place. An event
-// for an unknown order is ErrNotFound, wrapped with its id.
+// for an unknown order is ErrNotFound, wrapped with its id. Lifecycle
+// events that happen once to an order (it took effect, is about to
+// expire, expired) are skipped, with Seq left zero, when the order
+// already has one: several nodes may notice the same expiry.
 func (s *db) AppendEvents(ctx context.Context, events []order.Event) (version uint64, err error) {
 	if len(events) == 0 {
 		return s.Version(ctx)
@@ -118,32 +217,42 @@ func (s *db) AppendEvents(ctx context.Context, events []order.Event) (version ui
 			return 0, fmt.Errorf("store: append events: event %d has no order id", i)
 		}
 	}
-	var seqs []uint64
+	var (
+		seqs   []uint64
+		stored []int         // indexes into events of those written
+		fresh  []order.Event // copies of those, filled by insertEvents
+	)
 	version, err = s.inWriteTx(ctx, func(tx *tx) error {
-		seen := map[string]bool{}
-		for _, e := range events {
-			if seen[e.OrderID] {
-				continue
+		stored, fresh = stored[:0], fresh[:0]
+		for i, e := range events {
+			if onceKinds[e.Kind] {
+				var n int
+				if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM events WHERE order_id = ? AND kind = ?`, e.OrderID, string(e.Kind)).Scan(&n); err != nil {
+					return err
+				}
+				if n > 0 {
+					continue
+				}
 			}
-			seen[e.OrderID] = true
-			var one int
-			err := tx.QueryRowContext(ctx, `SELECT 1 FROM orders WHERE id = ?`, e.OrderID).Scan(&one)
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("order %s: %w", e.OrderID, ErrNotFound)
-			}
-			if err != nil {
-				return fmt.Errorf("order %s: %w", e.OrderID, err)
-			}
+			stored = append(stored, i)
+			fresh = append(fresh, e)
 		}
-		seqs, err = insertEvents(ctx, tx, "", events)
+		var err error
+		seqs, err = insertEvents(ctx, tx, "", fresh)
 		return err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("store: append events: %w", err)
 	}
-	fillEvents(events, "", seqs)
+	for k, i := range stored {
+		events[i].Seq = seqs[k]
+		events[i].DocumentSHA256, events[i].DocumentSeq = fresh[k].DocumentSHA256, fresh[k].DocumentSeq
+	}
 	return version, nil
 }
+
+// onceKinds are the lifecycle events an order has at most once.
+var onceKinds = map[order.EventKind]bool{order.EventActivated: true, order.EventExpiring: true, order.EventExpired: true}
 
 // inWriteTx runs fn in a write transaction and returns the version as of
 // its commit. The version is read inside the transaction because another
@@ -194,8 +303,14 @@ func checkEventsBelong(id string, events []order.Event) error {
 // the write lock every write transaction holds: they are dense and
 // committed in order, which is what lets followers (the ledger, other
 // nodes) read "everything after seq n" without missing a late commit.
-// The seqs are returned rather than written into events so that a
-// transaction that later rolls back leaves the caller's events untouched.
+//
+// Each event is stored with the hash of its order's public document as
+// this transaction leaves it and the seq of the order's last event in
+// the transaction, after which that document stands. An event for an
+// unknown order is ErrNotFound. The
+// seqs are returned rather than written into events so that a
+// transaction that later rolls back leaves the caller's events
+// untouched, but for the document fields, which depend on nothing else.
 func insertEvents(ctx context.Context, tx *tx, defaultID string, events []order.Event) ([]uint64, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -204,20 +319,41 @@ func insertEvents(ctx context.Context, tx *tx, defaultID string, events []order.
 	if err != nil {
 		return nil, err
 	}
+	seqs := make([]uint64, len(events))
+	lastOf := map[string]uint64{}
+	for i := range events {
+		if events[i].OrderID == "" {
+			events[i].OrderID = defaultID
+		}
+		seqs[i] = last + uint64(i) + 1
+		lastOf[events[i].OrderID] = seqs[i]
+	}
 	stmt, err := tx.PrepareContext(ctx,
-		`INSERT INTO events(seq, order_id, at, kind, principal, detail) VALUES (?, ?, ?, ?, ?, ?)`)
+		`INSERT INTO events(seq, order_id, at, kind, principal, detail, doc_sha256, doc_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return nil, err
 	}
 	defer stmt.Close()
-	seqs := make([]uint64, len(events))
-	for i, e := range events {
-		id := e.OrderID
-		if id == "" {
-			id = defaultID
+	docs := map[string]string{}
+	for id := range lastOf {
+		var doc string
+		err := tx.QueryRowContext(ctx, `SELECT document FROM orders WHERE id = ?`, id).Scan(&doc)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("order %s: %w", id, ErrNotFound)
 		}
-		seqs[i] = last + uint64(i) + 1
-		if _, err := stmt.ExecContext(ctx, int64(seqs[i]), id, formatTime(e.At), string(e.Kind), e.Principal, e.Detail); err != nil {
+		if err != nil {
+			return nil, fmt.Errorf("order %s: %w", id, err)
+		}
+		o, err := decodeOrder(id, doc)
+		if err != nil {
+			return nil, err
+		}
+		docs[id] = order.PublicDocumentSHA256(o)
+	}
+	for i := range events {
+		e := &events[i]
+		e.DocumentSHA256, e.DocumentSeq = docs[e.OrderID], lastOf[e.OrderID]
+		if _, err := stmt.ExecContext(ctx, int64(seqs[i]), e.OrderID, formatTime(e.At), string(e.Kind), e.Principal, e.Detail, e.DocumentSHA256, int64(e.DocumentSeq)); err != nil {
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
 	}
@@ -378,7 +514,7 @@ func (s *db) Events(ctx context.Context, orderID string) ([]order.Event, error) 
 			return err
 		}
 		events, err = scanEvents(ctx, tx,
-			`SELECT seq, order_id, at, kind, principal, detail FROM events WHERE order_id = ? ORDER BY seq`, orderID)
+			`SELECT seq, order_id, at, kind, principal, detail, doc_sha256, doc_seq FROM events WHERE order_id = ? ORDER BY seq`, orderID)
 		return err
 	})
 	if err != nil {
@@ -394,7 +530,7 @@ func (s *db) EventsSince(ctx context.Context, after uint64, limit int) ([]order.
 	err := s.inReadTx(ctx, func(tx *tx) error {
 		var err error
 		events, err = scanEvents(ctx, tx,
-			`SELECT seq, order_id, at, kind, principal, detail FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, int64(after), limit)
+			`SELECT seq, order_id, at, kind, principal, detail, doc_sha256, doc_seq FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, int64(after), limit)
 		return err
 	})
 	if err != nil {
@@ -412,12 +548,14 @@ func scanEvents(ctx context.Context, tx *tx, query string, args ...any) ([]order
 	var events []order.Event
 	for rows.Next() {
 		var (
-			seq  int64
-			at   string
-			kind string
-			e    order.Event
+			seq, docSeq int64
+			at, kind    string
+			e           order.Event
 		)
-		if err := rows.Scan(&seq, &e.OrderID, &at, &kind, &e.Principal, &e.Detail); err != nil {
+		if err := rows.Scan(&seq, &e.OrderID, &at, &kind, &e.Principal, &e.Detail, &e.DocumentSHA256, &docSeq); err != nil {
+			return nil, err
+		}
+		if e.DocumentSeq, err = toVersion(docSeq); err != nil {
 			return nil, err
 		}
 		if e.Seq, err = toVersion(seq); err != nil {

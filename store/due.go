@@ -195,8 +195,10 @@ func (s *db) CreateContest(ctx context.Context, c *order.Contest, events func(id
 }
 
 // DecideContest records a contest's outcome, with the order as changed by
-// it (nil when unchanged) and events, in one transaction.
-func (s *db) DecideContest(ctx context.Context, c *order.Contest, o *order.Order, events []order.Event) (uint64, error) {
+// it (nil when unchanged) and events, in one transaction. The contest must
+// still be pending and the order unchanged since store version since;
+// otherwise nothing is written and the error is ErrStale.
+func (s *db) DecideContest(ctx context.Context, c *order.Contest, o *order.Order, events []order.Event, since uint64) (uint64, error) {
 	var doc string
 	if o != nil {
 		var err error
@@ -210,13 +212,22 @@ func (s *db) DecideContest(ctx context.Context, c *order.Contest, o *order.Order
 		if c.Decided != nil {
 			decided = formatTime(*c.Decided)
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE contests SET status = ?, decided_at = ?, decision = ? WHERE id = ?`,
-			string(c.Status), decided, c.Decision, c.ID)
+		if o != nil {
+			if err := unchangedSince(ctx, tx, o.ID, since); err != nil {
+				return err
+			}
+		}
+		res, err := tx.ExecContext(ctx, `UPDATE contests SET status = ?, decided_at = ?, decision = ? WHERE id = ? AND status = ?`,
+			string(c.Status), decided, c.Decision, c.ID, string(order.ContestPending))
 		if err != nil {
 			return err
 		}
 		if n, err := res.RowsAffected(); err == nil && n == 0 {
-			return ErrNotFound
+			var one int
+			if err := tx.QueryRowContext(ctx, `SELECT 1 FROM contests WHERE id = ?`, c.ID).Scan(&one); errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return fmt.Errorf("contest %d was decided already: %w", c.ID, ErrStale)
 		}
 		if o != nil {
 			if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ?, document = ? WHERE id = ?`, statusColumn(o), doc, o.ID); err != nil {

@@ -93,7 +93,7 @@ func TestContestsAndReceipts(t *testing.T) {
 		decided := now.Add(time.Hour)
 		c.Status, c.Decided, c.Decision = order.ContestUpheld, &decided, "indeed"
 		o.Targets[0].State = order.TargetRemoved
-		if _, err := s.DecideContest(ctx, c, o, []order.Event{{Kind: order.EventDecided, At: decided}}); err != nil {
+		if _, err := s.DecideContest(ctx, c, o, []order.Event{{Kind: order.EventDecided, At: decided}}, version); err != nil {
 			t.Fatal(err)
 		}
 		got, err := s.Contest(ctx, 1)
@@ -128,6 +128,60 @@ func TestContestsAndReceipts(t *testing.T) {
 		}
 		if err := s.AddReceipt(ctx, policy.Receipt{Version: 1}); err == nil {
 			t.Fatal("receipt without a point accepted")
+		}
+	})
+}
+
+// Writers that read an order before another changed it are refused, not
+// silently overwriting; lifecycle events are recorded once per order.
+func TestStaleWritesAndOnceEvents(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *db) {
+		ctx := context.Background()
+		now := time.Now()
+		o := &order.Order{ID: "o1", Received: now}
+		v0, err := s.CreateOrder(ctx, o, []order.Event{{Kind: order.EventReceived, At: now}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Another writer changes the order.
+		v1, err := s.UpdateOrderSince(ctx, o, []order.Event{{Kind: order.EventAmended, At: now}}, v0)
+		if err != nil || v1 != v0+1 {
+			t.Fatalf("first update: %d %v", v1, err)
+		}
+		// This one read it at v0: refused, nothing written.
+		if _, err := s.UpdateOrderSince(ctx, o, []order.Event{{Kind: order.EventRevoked, At: now}}, v0); !errors.Is(err, ErrStale) {
+			t.Fatalf("stale update: %v", err)
+		}
+		if v, _ := s.Version(ctx); v != v1 {
+			t.Fatalf("a refused write moved the version to %d", v)
+		}
+		// Expired twice (two nodes noticing): recorded once.
+		for range 2 {
+			evs := []order.Event{{OrderID: "o1", Kind: order.EventExpired, At: now}, {OrderID: "o1", Kind: order.EventHeld, At: now}}
+			if _, err := s.AppendEvents(ctx, evs); err != nil {
+				t.Fatal(err)
+			}
+		}
+		all, _ := s.Events(ctx, "o1")
+		kinds := []string{}
+		for _, e := range all {
+			kinds = append(kinds, string(e.Kind))
+		}
+		if fmt.Sprint(kinds) != "[received amended expired held held]" {
+			t.Fatalf("events %v", kinds)
+		}
+		// A contest decided twice: the second is stale.
+		c := &order.Contest{OrderID: "o1", Grounds: "wrongly listed here", Filed: now, Status: order.ContestPending}
+		if _, err := s.CreateContest(ctx, c, func(int64) []order.Event { return nil }); err != nil {
+			t.Fatal(err)
+		}
+		v, _ := s.Version(ctx)
+		c.Status, c.Decision = order.ContestDismissed, "no"
+		if _, err := s.DecideContest(ctx, c, nil, nil, v); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.DecideContest(ctx, c, nil, nil, v); !errors.Is(err, ErrStale) {
+			t.Fatalf("second decision: %v", err)
 		}
 	})
 }

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,8 +49,11 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 // Close releases the connections.
 func (s *Postgres) Close() error { return s.write.Close() }
 
-// redactDSN hides the password of a URL-form DSN, for messages.
+// redactDSN hides the password of a DSN, URL or keywords, for messages.
 func redactDSN(dsn string) string {
+	if !strings.Contains(dsn, "://") {
+		return keywordPassword.ReplaceAllString(dsn, "${1}xxxxx")
+	}
 	u, err := url.Parse(dsn)
 	if err != nil || u.User == nil {
 		return dsn
@@ -58,6 +63,10 @@ func redactDSN(dsn string) string {
 	}
 	return u.String()
 }
+
+// keywordPassword matches the password of a "host=… password=…" DSN,
+// quoted or not.
+var keywordPassword = regexp.MustCompile(`(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
 
 // Listen reports each new store version that any node commits, until ctx
 // ends. A dropped connection is re-established with backoff; versions

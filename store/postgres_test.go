@@ -168,3 +168,16 @@ func TestPostgresListen(t *testing.T) {
 		}
 	}
 }
+
+func TestRedactDSN(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"postgres://writ:s3cret@db.example/writ":           "postgres://writ:xxxxx@db.example/writ",
+		"postgres://writ@db.example/writ":                  "postgres://writ@db.example/writ",
+		"host=db.example password=s3cret dbname=writ":      "host=db.example password=xxxxx dbname=writ",
+		"host=db.example password = 'a b\\'c' dbname=writ": "host=db.example password = xxxxx dbname=writ",
+	} {
+		if got := redactDSN(dsn); got != want {
+			t.Errorf("redactDSN(%q) = %q, want %q", dsn, got, want)
+		}
+	}
+}

@@ -71,6 +71,16 @@ var migrations = []string{
 
 	// 3: the jurisdiction an enforcement point serves, if only one.
 	`ALTER TABLE receipts ADD COLUMN scope TEXT NOT NULL DEFAULT '';`,
+
+	// 4: the hash of the order's public document with each event, so
+	// that every follower of the log (each node's ledger) derives the
+	// same entries; and settings that all nodes of a store share.
+	`ALTER TABLE events ADD COLUMN doc_sha256 TEXT NOT NULL DEFAULT '';
+	ALTER TABLE events ADD COLUMN doc_seq INTEGER NOT NULL DEFAULT 0;
+	CREATE TABLE settings (
+		name  TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	);`,
 }
 
 // pgMigrations is the PostgreSQL schema history, the same tables as
@@ -134,6 +144,16 @@ var pgMigrations = []string{
 
 	// 3: the jurisdiction an enforcement point serves, if only one.
 	`ALTER TABLE receipts ADD COLUMN scope TEXT NOT NULL DEFAULT '';`,
+
+	// 4: the hash of the order's public document with each event, so
+	// that every follower of the log (each node's ledger) derives the
+	// same entries; and settings that all nodes of a store share.
+	`ALTER TABLE events ADD COLUMN doc_sha256 TEXT NOT NULL DEFAULT '';
+	ALTER TABLE events ADD COLUMN doc_seq BIGINT NOT NULL DEFAULT 0;
+	CREATE TABLE settings (
+		name  TEXT PRIMARY KEY,
+		value TEXT NOT NULL
+	);`,
 }
 
 // The bookkeeping table lives outside the migrations so that the version

@@ -1,0 +1,52 @@
+package registry
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/writ-project/writ/access"
+	"github.com/writ-project/writ/order"
+	"github.com/writ-project/writ/store"
+)
+
+// A delegated reporter named as an amender of a court's order does not
+// escape the review its own orders get: what it adds is held, while the
+// court's own amendments apply at once.
+func TestDelegatedAmenderIsReviewed(t *testing.T) {
+	ctx := context.Background()
+	st, err := store.OpenSQLite(ctx, filepath.Join(t.TempDir(), "writ.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r, err := Open(ctx, st, Options{Clock: &fakeClock{now: t0}, Intake: order.Intake{ReviewDelegated: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	reporter := order.RegisteredAuthority{Authority: order.Authority{ID: "rights-fr", Name: "A rights holder", Kind: order.DelegatedReporter, Jurisdiction: "FR"}}
+	if _, err := r.RegisterAuthority(ctx, reporter, operator); err != nil {
+		t.Fatal(err)
+	}
+	sub := submission(t0, t0.Add(time.Hour), "a.example")
+	sub.AmendingAuthorities = []string{"rights-fr"}
+	o, err := r.Submit(ctx, sub, operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := access.Principal{ID: "agent", Name: "agent", Role: access.Authority, Authority: "rights-fr"}
+	if o, err = r.Amend(ctx, o.ID, &order.Amendment{Add: []order.SubmittedTarget{{FQDN: "mirror.example"}}}, agent); err != nil {
+		t.Fatal(err)
+	}
+	if tg, _ := o.FindTarget("mirror.example"); tg.State != order.TargetHeld || tg.HoldReason != order.DelegatedReviewReason || blocked(r, "mirror.example") {
+		t.Fatalf("the reporter's addition: %s (%q), blocked %v", tg.State, tg.HoldReason, blocked(r, "mirror.example"))
+	}
+	if o, err = r.Amend(ctx, o.ID, &order.Amendment{Add: []order.SubmittedTarget{{FQDN: "other.example"}}}, operator); err != nil {
+		t.Fatal(err)
+	}
+	if tg, _ := o.FindTarget("other.example"); tg.State != order.TargetActive || !blocked(r, "other.example") {
+		t.Fatalf("the court's own addition: %s (%q)", tg.State, tg.HoldReason)
+	}
+}
