@@ -5,6 +5,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	_ "embed"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"mime"
 	"net/http"
 	"net/netip"
+	"reflect"
 	"strings"
 	"time"
 
@@ -79,7 +81,8 @@ type Config struct {
 	// decisions ("REFUSED with EDE 16 (Censored)").
 	BlockAnswer string
 	// ContestsPerHour bounds the contests one client address may file per
-	// hour (a burst of that many, refilled evenly). Default 10.
+	// hour (a burst of that many, refilled evenly) when no Guard stands in
+	// front of the API; a Guard applies its own RateLimit. Default 10.
 	ContestsPerHour int
 	// Gatherer supplies /metrics. Nil serves no metrics.
 	Gatherer prometheus.Gatherer
@@ -89,6 +92,11 @@ type Config struct {
 // DefaultMaxBodyBytes bounds request bodies unless configured.
 const DefaultMaxBodyBytes = 64 << 20
 
+// maxSmallBody bounds the bodies of every request but orders and
+// amendments, which carry lists of targets: a reason, a contest, a
+// principal or a receipt fits in far less.
+const maxSmallBody = 64 << 10
+
 //go:embed openapi.yaml
 var openAPI []byte
 
@@ -96,8 +104,8 @@ type server struct {
 	cfg      Config
 	reg      Registry
 	sc       Scoper
-	contests *limiter
-	spec     []byte // openapi.yaml as JSON
+	contests *limiter // when no Guard is in front
+	spec     []byte   // openapi.yaml as JSON
 }
 
 // New returns the API's HTTP handler.
@@ -106,7 +114,7 @@ func New(cfg Config, reg Registry, sc Scoper) (http.Handler, error) {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if cfg.ContestsPerHour <= 0 {
-		cfg.ContestsPerHour = 10
+		cfg.ContestsPerHour = DefaultContestsPerHour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -116,7 +124,8 @@ func New(cfg Config, reg Registry, sc Scoper) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{cfg: cfg, reg: reg, sc: sc, contests: newLimiter(cfg.ContestsPerHour, time.Hour), spec: spec}
+	s := &server{cfg: cfg, reg: reg, sc: sc, spec: spec,
+		contests: newLimiter(float64(cfg.ContestsPerHour)/3600, cfg.ContestsPerHour, DefaultMaxClients, 0, nil)}
 	mux := http.NewServeMux()
 	for _, rt := range s.routes() {
 		mux.HandleFunc(rt.pattern, rt.handler)
@@ -237,7 +246,8 @@ func (s *server) recordURL(id string) string { return RecordURL(s.cfg.PublicURL,
 func (s *server) logged(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		who := &access.Principal{}
+		who := new(access.Principal)
+		*who = access.Anonymous
 		start := time.Now()
 		h.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), whoKey{}, who)))
 		if r.Method != http.MethodGet || rec.status >= 500 {
@@ -270,33 +280,31 @@ func (r *statusRecorder) WriteHeader(code int) {
 
 type principalKey struct{}
 
-// authenticated identifies the principal of each request from its bearer
-// token; requests without one act as the public. A token that matches no
-// enabled credentials is refused outright rather than demoted to public,
-// so that a mistyped token is noticed.
+// authenticated identifies the principal of each request: the one a
+// Guard in front found or, without a Guard, the holder of its bearer
+// token; requests without one act as the public. A token that matches
+// no enabled credentials is refused outright rather than demoted to
+// public, so that a mistyped token is noticed. Every answer carries the
+// API's security headers.
 func (s *server) authenticated(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := r.Header.Get("Authorization")
-		who, _ := r.Context().Value(whoKey{}).(*access.Principal)
-		if who != nil {
-			*who = access.Anonymous
+		headers(w.Header(), h != "")
+		p := access.Anonymous
+		if g := guardedOf(r); g != nil {
+			p = g.principal
+		} else if h != "" {
+			var err error
+			if p, err = bearer(r.Context(), h, s.reg); err != nil {
+				if !refusedCredentials(err) {
+					s.fail(w, r, err)
+					return
+				}
+				unauthorized(w, err.Error())
+				return
+			}
 		}
-		if h == "" {
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, access.Anonymous)))
-			return
-		}
-		// The scheme is case-insensitive (RFC 9110, section 11.1).
-		scheme, token, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			unauthorized(w, "send credentials as \"Authorization: Bearer <token>\"")
-			return
-		}
-		p, err := s.reg.Authenticate(r.Context(), strings.TrimSpace(token))
-		if err != nil {
-			unauthorized(w, "the bearer token matches no enabled credentials")
-			return
-		}
-		if who != nil {
+		if who, _ := r.Context().Value(whoKey{}).(*access.Principal); who != nil {
 			*who = p
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), principalKey{}, p)))
@@ -373,7 +381,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // readJSON checks the content type and size limit of a request body.
 // Requests of other types are refused so that a browser form on another
 // site cannot post to the API.
-func (s *server) readJSON(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+func (s *server) readJSON(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
@@ -381,11 +389,12 @@ func (s *server) readJSON(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 			return nil, false
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	limit = min(limit, s.cfg.MaxBodyBytes)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	var tooBig *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooBig):
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", s.cfg.MaxBodyBytes), nil)
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body exceeds %d bytes", limit), nil)
 		return nil, false
 	case err != nil:
 		writeError(w, http.StatusBadRequest, "reading request body: "+err.Error(), nil)
@@ -409,11 +418,14 @@ func (s *server) view(o *order.Order, now time.Time) orderView {
 }
 
 func (s *server) createOrder(w http.ResponseWriter, r *http.Request) {
-	body, ok := s.readJSON(w, r)
+	body, ok := s.readJSON(w, r, s.cfg.MaxBodyBytes)
 	if !ok {
 		return
 	}
 	sub, err := order.DecodeBytes(body)
+	if err == nil {
+		err = strictKeys(body, reflect.TypeFor[order.Submission]())
+	}
 	if err == nil {
 		var o *order.Order
 		o, err = s.reg.Submit(r.Context(), sub, principalOf(r))
@@ -499,24 +511,42 @@ func (s *server) revokeOrder(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.view(o, s.reg.Now()))
 }
 
-// readBody decodes a small JSON request body strictly into v; an empty
-// body is allowed when optional. It answers the error itself.
+// readBody decodes a small JSON request body strictly into v: one JSON
+// object, no unknown field, no field given twice or in another case
+// (encoding/json alone would take the last of two, and "Reason" for
+// "reason"). An empty body is allowed when optional. It answers the
+// error itself.
 func (s *server) readBody(w http.ResponseWriter, r *http.Request, v any, optional bool) bool {
-	body, ok := s.readJSON(w, r)
+	body, ok := s.readJSON(w, r, maxSmallBody)
 	if !ok {
 		return false
 	}
-	if len(strings.TrimSpace(string(body))) == 0 {
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
 		if optional {
 			return true
 		}
 		writeError(w, http.StatusBadRequest, "request body: empty; expected a JSON object", nil)
 		return false
 	}
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	if trimmed[0] != '{' {
+		writeError(w, http.StatusBadRequest, "request body: expected a JSON object", nil)
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		writeError(w, http.StatusBadRequest, "request body: "+err.Error(), nil)
+		return false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		writeError(w, http.StatusBadRequest, "request body: data after the JSON object; send one object", nil)
+		return false
+	}
+	if err := strictKeys(body, reflect.TypeOf(v)); err != nil {
+		var inv *order.InvalidError
+		errors.As(err, &inv)
+		writeError(w, http.StatusBadRequest, "request body rejected: nothing was changed", inv.Fields)
 		return false
 	}
 	return true

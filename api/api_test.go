@@ -42,8 +42,11 @@ const (
 // stack is a whole writ node minus DNS: SQLite store, registry, scope
 // resolver and the API, served over HTTP.
 type stack struct {
-	url string
-	reg *registry.Registry
+	url  string
+	reg  *registry.Registry
+	st   *store.SQLite
+	prom *prometheus.Registry
+	log  *slog.Logger
 }
 
 func newStack(t *testing.T, configure func(*Config)) *stack {
@@ -53,6 +56,13 @@ func newStack(t *testing.T, configure func(*Config)) *stack {
 
 // newStackIntake is newStack with the given intake rules.
 func newStackIntake(t *testing.T, in order.Intake, configure func(*Config)) *stack {
+	t.Helper()
+	return buildStack(t, in, configure, nil)
+}
+
+// buildStack starts a stack whose HTTP handler is the API as front
+// returns it (nil: the API alone).
+func buildStack(t *testing.T, in order.Intake, configure func(*Config), front func(s *stack, api http.Handler) http.Handler) *stack {
 	t.Helper()
 	ctx := t.Context()
 	st, err := store.OpenSQLite(ctx, t.TempDir()+"/writ.db")
@@ -91,9 +101,14 @@ func newStackIntake(t *testing.T, in order.Intake, configure func(*Config)) *sta
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := &stack{reg: reg, st: st, prom: prom, log: log}
+	if front != nil {
+		h = front(s, h)
+	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &stack{url: srv.URL, reg: reg}
+	s.url = srv.URL
+	return s
 }
 
 // request sends a request; a nil header map means no headers at all.

@@ -5,11 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
+	"reflect"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/writ-project/writ/access"
@@ -18,11 +16,14 @@ import (
 )
 
 func (s *server) amendOrder(w http.ResponseWriter, r *http.Request) {
-	body, ok := s.readJSON(w, r)
+	body, ok := s.readJSON(w, r, s.cfg.MaxBodyBytes)
 	if !ok {
 		return
 	}
 	a, err := order.DecodeAmendment(bytes.NewReader(body))
+	if err == nil {
+		err = strictKeys(body, reflect.TypeFor[order.Amendment]())
+	}
 	if err == nil {
 		var o *order.Order
 		if o, err = s.reg.Amend(r.Context(), r.PathValue("id"), a, principalOf(r)); err == nil {
@@ -73,9 +74,10 @@ func (s *server) contestView(c order.Contest, r *http.Request) contestView {
 }
 
 func (s *server) fileContest(w http.ResponseWriter, r *http.Request) {
-	if !s.contests.allow(clientKey(r), time.Now()) {
-		w.Header().Set("Retry-After", "600")
-		writeError(w, http.StatusTooManyRequests, fmt.Sprintf("too many contests from this address: at most %d an hour", s.cfg.ContestsPerHour), nil)
+	// Filing needs no credentials, so each address may file only so many:
+	// counted before the body is read, so that malformed filings count.
+	if ok, wait, perHour := s.allowContest(r); !ok {
+		tooMany(w, wait, fmt.Sprintf("too many contests from this address: at most %d an hour", perHour))
 		return
 	}
 	var sub order.ContestSubmission
@@ -234,11 +236,21 @@ func (s *server) listPrincipals(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"principals": list})
 }
 
+// newPrincipal is the body of POST /v1/principals: what the operator
+// chooses, and nothing the registry sets (created, disabled).
+type newPrincipal struct {
+	ID        string      `json:"id"`
+	Name      string      `json:"name"`
+	Role      access.Role `json:"role"`
+	Authority string      `json:"authority"`
+}
+
 func (s *server) createPrincipal(w http.ResponseWriter, r *http.Request) {
-	var p access.Principal
-	if !s.readBody(w, r, &p, false) {
+	var req newPrincipal
+	if !s.readBody(w, r, &req, false) {
 		return
 	}
+	p := access.Principal{ID: req.ID, Name: req.Name, Role: req.Role, Authority: req.Authority}
 	token, err := s.reg.CreatePrincipal(r.Context(), p, principalOf(r))
 	if err != nil {
 		s.fail(w, r, err)
@@ -316,60 +328,13 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// limiter is a token bucket per key: burst tokens, refilled evenly over
-// per. It forgets keys whose bucket is full again, so memory stays bounded
-// by the clients active in one period.
-type limiter struct {
-	mu      sync.Mutex
-	burst   float64
-	rate    float64 // tokens a second
-	buckets map[string]*bucket
-}
-
-type bucket struct {
-	tokens float64
-	at     time.Time
-}
-
-func newLimiter(burst int, per time.Duration) *limiter {
-	return &limiter{burst: float64(burst), rate: float64(burst) / per.Seconds(), buckets: map[string]*bucket{}}
-}
-
-func (l *limiter) allow(key string, now time.Time) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.buckets) > 10000 {
-		for k, b := range l.buckets {
-			if b.tokens+now.Sub(b.at).Seconds()*l.rate >= l.burst {
-				delete(l.buckets, k)
-			}
-		}
+// allowContest spends one of the client's contests: the Guard's, or,
+// without one in front, the API's own.
+func (s *server) allowContest(r *http.Request) (ok bool, wait time.Duration, perHour int) {
+	if g := guardedOf(r); g != nil {
+		ok, wait = g.guard.allowContest(g.client)
+		return ok, wait, g.guard.cfg.ContestsPerHour
 	}
-	b, ok := l.buckets[key]
-	if !ok {
-		b = &bucket{tokens: l.burst, at: now}
-		l.buckets[key] = b
-	}
-	b.tokens = min(l.burst, b.tokens+now.Sub(b.at).Seconds()*l.rate)
-	b.at = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// clientKey is the address a request came from, for rate limits: the
-// TCP peer, without its port (proxy headers are not trusted here).
-func clientKey(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	if a, err := netip.ParseAddr(host); err == nil && a.Is6() {
-		// One IPv6 client usually holds a whole /64.
-		p, _ := a.Prefix(64)
-		return p.String()
-	}
-	return host
+	ok, wait = s.contests.allow(clientAddress(r, nil))
+	return ok, wait, s.cfg.ContestsPerHour
 }

@@ -79,8 +79,18 @@ func Routes() []string {
 	return []string{"GET /{$}", "GET /orders/{id}", "GET /v1/report", "GET /v1/orders/{id}/lumen", "GET /v1/orders/{id}/dsa"}
 }
 
-// ServeHTTP serves the public record.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP serves the public record. Every answer carries the security
+// headers, the exports and the mux's own 404 and 405 as well as the
+// pages.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	securityHeaders(w.Header())
+	if strings.HasPrefix(s.cfg.PublicURL, "https://") {
+		// Served over HTTPS, the record asks browsers to come back only
+		// that way: a downgraded page could be altered on the wire.
+		w.Header().Set("Strict-Transport-Security", "max-age=31536000")
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // RecordURL is the public page of order id under base: the URL block
 // notices point to.
@@ -104,12 +114,15 @@ func (s *Server) lookup(ctx context.Context, id string) (*order.Order, []order.E
 	return nil, nil, err
 }
 
-// securityHeaders are sent with every page: nothing but the page's own
-// inline style may load, nothing may frame it, and no referrer leaks to
-// the sites an order's legal basis links to.
+// securityHeaders are sent with every answer: nothing but a page's own
+// inline style may load and no script at all, nothing may frame it (the
+// record cannot be dressed up inside another site), no type is sniffed,
+// no referrer leaks to the sites an order's legal basis links to, and no
+// other window keeps a handle on it.
 func securityHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Frame-Options", "DENY")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
 }
