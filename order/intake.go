@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,6 +74,9 @@ func describeJSONError(err error) error {
 		return &InvalidError{Fields: []FieldError{{Field: field, Value: typeError.Value, Message: fmt.Sprintf("has the wrong type: expected %s", typeError.Type)}}}
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		if name == "" {
+			name = `""` // a key that is the empty string
+		}
 		return &InvalidError{Fields: []FieldError{{Field: name, Message: "is not a field of an order (see the API reference for the accepted fields)"}}}
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return &InvalidError{Fields: []FieldError{{Field: "(document)", Message: "ends before the order object is complete"}}}
@@ -97,6 +101,11 @@ type Intake struct {
 	// reporter (a rights holder, Piracy Shield style) until a reviewer
 	// releases it; court and regulator orders apply at once.
 	ReviewDelegated bool
+	// ReviewExempt lists the ids of delegated reporters whose orders
+	// ReviewDelegated does not hold, such as a national platform whose
+	// notices bind within minutes: the safeguards still hold what they
+	// find risky in them.
+	ReviewExempt []string
 	// Safeguards hold risky targets for review instead of enforcing them.
 	Safeguards Safeguards
 	// MaxTargets bounds the number of targets of one order.
@@ -228,8 +237,8 @@ func (in *Intake) Accept(s *Submission, id string, now time.Time) (*Order, error
 	switch {
 	case len(outside) > 0:
 		holdAll(o, fmt.Sprintf("the order applies in %s, outside the jurisdiction of its authority (%s)", strings.Join(outside, ","), o.Authority.Jurisdiction))
-	case in.ReviewDelegated && o.Authority.Kind == DelegatedReporter:
-		holdAll(o, "orders from delegated reporters are reviewed before they are enforced")
+	case in.reviews(o):
+		holdAll(o, DelegatedReviewReason)
 	}
 	return o, nil
 }
@@ -349,6 +358,9 @@ func normalizeURL(s string) (string, error) {
 			return "", fmt.Errorf("has a host that %v", nerr)
 		}
 		host = name
+	} else if strings.Contains(host, ":") {
+		// An IPv6 literal keeps its brackets, or the URL no longer parses.
+		host = "[" + host + "]"
 	}
 	if u.Fragment != "" {
 		return "", errors.New("has a fragment, which is never sent to a server")
@@ -414,6 +426,14 @@ func DecodeAmendment(r io.Reader) (*Amendment, error) {
 // safeguards as an order's; removed targets must be live targets of the
 // order. An amendment with any problem is rejected whole.
 func (in *Intake) Amend(o *Order, a *Amendment) (amended *Order, added, removed []Target, err error) {
+	return in.AmendBy(o, a, o.Authority)
+}
+
+// AmendBy is Amend for an amendment made by the authority by, the order's
+// own or one it names as an amender: when by is a delegated reporter
+// under review, the targets it adds wait for a reviewer even under a
+// court's order.
+func (in *Intake) AmendBy(o *Order, a *Amendment, by Authority) (amended *Order, added, removed []Target, err error) {
 	bad := &InvalidError{}
 	if len(a.Add) == 0 && len(a.Remove) == 0 {
 		bad.add("(document)", "", "adds and removes nothing: give add and/or remove")
@@ -462,8 +482,8 @@ func (in *Intake) Amend(o *Order, a *Amendment) (amended *Order, added, removed 
 		t.Amendment = c.Amendments
 		if !c.Scope().Within(c.authorityScope()) {
 			t.State, t.HoldReason = TargetHeld, "the order applies outside the jurisdiction of its authority"
-		} else if in.ReviewDelegated && c.Authority.Kind == DelegatedReporter && t.State == TargetActive {
-			t.State, t.HoldReason = TargetHeld, "orders from delegated reporters are reviewed before they are enforced"
+		} else if (in.reviews(c) || in.reviewsAuthority(by)) && t.State == TargetActive {
+			t.State, t.HoldReason = TargetHeld, DelegatedReviewReason
 		}
 		if j, found := index[t.key()]; found {
 			if c.Targets[j].State.Live() {
@@ -494,4 +514,18 @@ func parseJurisdictions(s string) (jurisdiction.Set, error) {
 		return jurisdiction.Set{}, fmt.Errorf("empty")
 	}
 	return jurisdiction.ParseSet(s)
+}
+
+// DelegatedReviewReason is the hold reason of a target held only because
+// its order comes from a delegated reporter (Intake.ReviewDelegated).
+const DelegatedReviewReason = "orders from delegated reporters are reviewed before they are enforced"
+
+// reviews reports whether every target of o waits for a reviewer because
+// a delegated reporter, not exempt, ordered it.
+func (in *Intake) reviews(o *Order) bool { return in.reviewsAuthority(o.Authority) }
+
+// reviewsAuthority reports whether what a is ordering waits for a
+// reviewer because a is a delegated reporter, not exempt.
+func (in *Intake) reviewsAuthority(a Authority) bool {
+	return in.ReviewDelegated && a.Kind == DelegatedReporter && !slices.Contains(in.ReviewExempt, a.ID)
 }

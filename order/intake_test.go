@@ -361,6 +361,36 @@ func TestDelegatedReportersAreReviewed(t *testing.T) {
 	}
 }
 
+// An exempt delegated reporter's targets apply at once, its amendments
+// too, but the safeguards still hold what they find risky; reporters not
+// on the list are still reviewed.
+func TestReviewExemptReporter(t *testing.T) {
+	s := validSubmission()
+	s.Authority.Kind = DelegatedReporter
+	s.Targets = append(s.Targets, SubmittedTarget{IP: "104.16.1.1"}) // Cloudflare sample range
+	in := intake()
+	in.ReviewDelegated, in.ReviewExempt = true, []string{s.Authority.ID}
+	o, err := in.Accept(s, "o1", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := len(o.Targets) - 1
+	if o.Targets[0].State != TargetActive || o.Targets[last].State != TargetHeld || o.Targets[last].HoldReason == DelegatedReviewReason {
+		t.Fatalf("exempt reporter: first %s, shared address %s (%q)", o.Targets[0].State, o.Targets[last].State, o.Targets[last].HoldReason)
+	}
+	amended, _, _, err := in.Amend(o, &Amendment{Add: []SubmittedTarget{{FQDN: "mirror.example"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tg, _ := amended.FindTarget("mirror.example"); tg.State != TargetActive {
+		t.Fatalf("exempt reporter's amendment: %s (%q)", tg.State, tg.HoldReason)
+	}
+	in.ReviewExempt = []string{"another-reporter"}
+	if o, err = in.Accept(s, "o2", now); err != nil || o.Targets[0].State != TargetHeld || o.Targets[0].HoldReason != DelegatedReviewReason {
+		t.Fatalf("reporter not exempt: %v %+v", err, o)
+	}
+}
+
 func TestSafeguardsHold(t *testing.T) {
 	in := intake()
 	in.Safeguards.AllowNames = []string{"www.elysee.fr"}

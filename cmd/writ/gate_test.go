@@ -204,7 +204,7 @@ func TestGateInServe(t *testing.T) {
 		n.api("GET", "/v1/points", nil, &points)
 		found := false
 		for _, p := range points.Points {
-			found = found || p.Point == "gate"
+			found = found || strings.HasPrefix(p.Point, "gate@")
 		}
 		if found {
 			break

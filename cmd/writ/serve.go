@@ -36,6 +36,7 @@ import (
 	"github.com/writ-project/writ/rpz"
 	"github.com/writ-project/writ/scope"
 	"github.com/writ-project/writ/store"
+	"github.com/writ-project/writ/web"
 )
 
 func init() {
@@ -49,7 +50,8 @@ Usage: writ serve [flags]
 Runs writ: the DNS server that blocks ordered names for clients in each
 order's jurisdiction and forwards everything else, and the HTTP server with
 the API, the public record and /metrics. Orders are kept in a SQLite
-database in the data directory and survive restarts and crashes.
+database in the data directory, or in a PostgreSQL database several nodes
+share (--store), and survive restarts and crashes.
 
 Settings come from defaults, then the --config file (YAML; see
 writ.example.yaml), then flags. Flags given more than once add up.
@@ -64,6 +66,11 @@ Examples:
       Forwards to Quad9; clients in 192.0.2.0/24 are in France, those in
       198.51.100.0/24 in Italy, all others in no jurisdiction (never blocked).
 
+  writ serve --store postgres://writ@db.example/writ --node resolver-2
+      Shares the orders of a PostgreSQL database with the other nodes that
+      name it: an order accepted by any node is enforced by all within a
+      second, and every node serves the same ledger (see store/README.md).
+
   writ serve --config /etc/writ/writ.yaml
 `
 
@@ -72,6 +79,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	var (
 		configPath = fs.String("config", "", "YAML configuration `file`")
 		dataDir    = fs.String("data-dir", "", "directory for the database and the API token (default "+config.DefaultDataDir+")")
+		storeURL   = fs.String("store", "", "order store: `postgres://user@host/db` to share one with other nodes, sqlite:PATH, or empty for <data-dir>/writ.db")
+		nodeName   = fs.String("node", "", "`name` of this node in receipts and logs (default the host name)")
 		httpListen = fs.String("http", "", "API and public record listen `address` (default "+config.DefaultHTTPListen+")")
 		publicURL  = fs.String("public-url", "", "`URL` clients use to reach the public record (default http://<http address>)")
 		blockMode  = fs.String("block-mode", "", "answer to blocked queries: refused, nxdomain or sinkhole (default refused)")
@@ -113,6 +122,8 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	setIf(&cfg.DataDir, *dataDir)
+	setIf(&cfg.Store.URL, *storeURL)
+	setIf(&cfg.Node, *nodeName)
 	setIf(&cfg.HTTP.Listen, *httpListen)
 	setIf(&cfg.HTTP.PublicURL, *publicURL)
 	setIf(&cfg.DNS.BlockMode, *blockMode)
@@ -184,7 +195,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "writ.db"))
+	st, shared, err := openStore(ctx, res.Store, log)
 	if err != nil {
 		return err
 	}
@@ -194,9 +205,16 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer reg.Close()
+	if shared != nil {
+		// Other nodes write to the same store: follow them.
+		go followStore(ctx, shared, reg, res.Store.SyncInterval, log)
+	}
 	// The token in the data directory is the operator's credential, from
 	// which the operator creates the others (writ principal add).
-	if err := reg.EnsurePrincipal(ctx, operatorPrincipal, token); err != nil {
+	if err := reg.EnsurePrincipal(ctx, bootstrapPrincipal(res), token); err != nil {
+		if errors.Is(err, store.ErrExists) {
+			return fmt.Errorf("%w: another node named %q shares the store with other credentials; give each node its own --node name", err, res.Node)
+		}
 		return err
 	}
 
@@ -244,7 +262,7 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	defer dns.Shutdown(context.Background())
 	// Receipts: the DNS server enforces each snapshot the moment it is
 	// published, so its receipts follow the holder.
-	go followReceipts(ctx, reg, "dns", log)
+	go followReceipts(ctx, reg, "dns@"+res.Node, log)
 
 	// RPZ feed: the policy of each jurisdiction as a response policy zone
 	// for the operator's resolvers, following the same snapshots as dns.
@@ -287,9 +305,20 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 		defer gate.Shutdown(context.Background())
 		prom.MustRegister(gate.Gate().Metrics)
 		// Like dns, the gate decides with each snapshot once published.
-		go followReceipts(ctx, reg, "gate", log)
+		go followReceipts(ctx, reg, "gate@"+res.Node, log)
 	}
 	// end of HTTP gate
+	// Piracy Shield connector: when piracyshield.url is set, AGCOM's lists
+	// are applied for Italy through this registry and each item reported
+	// back once the enforcement points have applied it (connect.go).
+	if res.PiracyShield != nil {
+		stopPiracyShield, err := startPiracyShield(ctx, res.PiracyShield, reg, prom, log)
+		if err != nil {
+			return err
+		}
+		defer stopPiracyShield()
+	}
+	// end of Piracy Shield connector
 	handler, err := api.New(api.Config{
 		PublicURL:    res.PublicURL,
 		MaxBodyBytes: cfg.HTTP.MaxBodyBytes,
@@ -304,7 +333,19 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	// up with the store before anything is served and kept in step with it
 	// after, and the public pages, report and exports, mounted in front of
 	// the API (publicRecordHandler in ledger.go lists the routes).
-	led, err := ledger.Open(ctx, cfg.DataDir, ledger.Options{Origin: res.Transparency.LedgerOrigin, DefaultOrigin: ledger.DefaultOrigin(res.PublicURL), Logger: log})
+	ledgerOpts := ledger.Options{Origin: res.Transparency.LedgerOrigin, DefaultOrigin: ledger.DefaultOrigin(res.PublicURL), Logger: log}
+	if shared != nil {
+		// Every node derives the same entries from the shared store; with
+		// one key they serve the same checkpoints.
+		origin := ledgerOpts.Origin
+		if origin == "" {
+			origin = ledgerOpts.DefaultOrigin
+		}
+		if ledgerOpts.SignerKey, err = sharedLedgerKey(ctx, st, cfg.DataDir, origin); err != nil {
+			return err
+		}
+	}
+	led, err := ledger.Open(ctx, cfg.DataDir, ledgerOpts)
 	if err != nil {
 		return err
 	}
@@ -332,6 +373,37 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	log.Info("ledger open", "origin", led.Origin(), "size", led.Size(), "public_key", led.VerifierKey())
 	handler = publicRecordHandler(handler, led, st, record)
 	// end of ledger and public record
+	// Web console: the pages for operators and reviewers under /console/
+	// (web/README.md), in front of everything else. People log in with
+	// their API credentials and act through the same registry as the API.
+	if res.Console.Enabled {
+		console, err := web.New(web.Config{
+			PublicURL:   res.PublicURL,
+			BlockAnswer: blockAnswer(res.DNS),
+			IdleTimeout: res.Console.IdleTimeout,
+			Logger:      log,
+		}, web.Sources{Registry: reg, Policy: reg.Policy(), Scoper: resolver, Counters: reg.Counters(), Ledger: led})
+		if err != nil {
+			return err
+		}
+		// Samples the block counters for the charts; stops with ctx.
+		go console.Run(ctx)
+		outer := http.NewServeMux()
+		outer.Handle(web.Prefix, console)
+		outer.Handle("/", handler)
+		handler = outer
+		log.Info("web console", "url", res.PublicURL+web.Prefix)
+	}
+	// end of web console
+	// API security (api/README.md, "Security"): one guard in front of
+	// everything served over HTTP (the API, the ledger, the public record
+	// and the console's pages) authenticates bearer tokens and holds
+	// requests without valid credentials, the console's login among them,
+	// to http.rate_limit per client address.
+	guard := api.NewGuard(res.RateLimit, reg, log)
+	prom.MustRegister(guard)
+	handler = guard.Wrap(handler)
+	// end of API security
 	srv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -379,6 +451,19 @@ func followReceipts(ctx context.Context, reg *registry.Registry, point string, l
 
 // operatorPrincipal holds the token of the data directory's api-token file.
 var operatorPrincipal = access.Principal{ID: "operator", Name: "operator (data directory token)", Role: access.Operator}
+
+// bootstrapPrincipal is the principal of the data directory's token: the
+// operator, or with a shared store the operator on this node, since each
+// node's data directory holds its own token.
+func bootstrapPrincipal(res *config.Resolved) access.Principal {
+	if !res.Store.Shared() {
+		return operatorPrincipal
+	}
+	p := operatorPrincipal
+	p.ID = "operator@" + res.Node
+	p.Name = "operator (data directory token of node " + res.Node + ")"
+	return p
+}
 
 func newLogger(w io.Writer, c config.Log) *slog.Logger {
 	var level slog.Level

@@ -11,15 +11,18 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/writ-project/writ/api"
 	"github.com/writ-project/writ/dnsserver"
 	"github.com/writ-project/writ/jurisdiction"
 	"github.com/writ-project/writ/order"
+	"github.com/writ-project/writ/piracyshield"
 	"github.com/writ-project/writ/rpz"
 	"github.com/writ-project/writ/scope"
 )
@@ -29,10 +32,15 @@ import (
 type Config struct {
 	// DataDir holds the database, the generated API token and other state.
 	DataDir string `yaml:"data_dir"`
-	Log     Log    `yaml:"log"`
-	DNS     DNS    `yaml:"dns"`
-	HTTP    HTTP   `yaml:"http"`
-	API     API    `yaml:"api"`
+	// Store is where orders are kept (see store.go).
+	Store Store `yaml:"store"`
+	// Node names this writ process among the nodes sharing a store, in
+	// its receipts and logs. Default: the host name.
+	Node string `yaml:"node"`
+	Log  Log    `yaml:"log"`
+	DNS  DNS    `yaml:"dns"`
+	HTTP HTTP   `yaml:"http"`
+	API  API    `yaml:"api"`
 	// Operator identifies who applies the blocks, in every block notice.
 	Operator Operator `yaml:"operator"`
 	// Scopes maps jurisdictions to client networks: {FR: [192.0.2.0/24]}.
@@ -48,6 +56,11 @@ type Config struct {
 	// Ledger and Lumen configure the public record (see transparency.go).
 	Ledger Ledger `yaml:"ledger"`
 	Lumen  Lumen  `yaml:"lumen"`
+	// Console is the web console (see console.go).
+	Console Console `yaml:"console"`
+	// PiracyShield is the connector to Italy's Piracy Shield platform
+	// (see piracyshield.go).
+	PiracyShield PiracyShield `yaml:"piracyshield"`
 }
 
 // Log configures logging.
@@ -77,6 +90,8 @@ type HTTP struct {
 	// the public record under it. Default http://<listen>.
 	PublicURL    string `yaml:"public_url"`
 	MaxBodyBytes int64  `yaml:"max_body_bytes"`
+	// RateLimit limits requests without credentials (see ratelimit.go).
+	RateLimit RateLimit `yaml:"rate_limit"`
 }
 
 // API configures access to the API.
@@ -103,6 +118,9 @@ type Orders struct {
 	// ReviewDelegatedReporters holds every target of an order from a
 	// delegated reporter until a reviewer releases it.
 	ReviewDelegatedReporters bool `yaml:"review_delegated_reporters"`
+	// ReviewExemptAuthorities are delegated reporters, by authority id,
+	// whose orders apply without that review (safeguards still hold).
+	ReviewExemptAuthorities []string `yaml:"review_exempt_authorities"`
 	// ExpiryReminder records an "expiring" event this long before an order
 	// expires. Empty or 0s: no reminders.
 	ExpiryReminder    Duration    `yaml:"expiry_reminder"`
@@ -186,6 +204,7 @@ func Default() Config {
 			ReviewDelegatedReporters: true,
 			ExpiryReminder:           Duration(DefaultExpiryReminder),
 		},
+		Console: defaultConsole(),
 	}
 }
 
@@ -212,6 +231,9 @@ func Load(path string) (Config, error) {
 // Resolved is a validated configuration in the types writ's components
 // take.
 type Resolved struct {
+	Store ResolvedStore
+	// Node is this process's name among the nodes sharing the store.
+	Node     string
 	DNS      dnsserver.Config
 	Networks []scope.Network
 	Intake   order.Intake
@@ -227,6 +249,13 @@ type Resolved struct {
 	Gate *ResolvedGate
 	// Transparency configures the ledger and the Lumen push.
 	Transparency *Transparency
+	// Console configures the web console.
+	Console *ResolvedConsole
+	// PiracyShield is the Piracy Shield connector's configuration; nil
+	// when it is off.
+	PiracyShield *piracyshield.Config
+	// RateLimit is the HTTP server's rate limits per client address.
+	RateLimit api.RateLimit
 }
 
 // Resolve validates c and converts it. Every problem is reported, each
@@ -331,6 +360,7 @@ func (c *Config) Resolve() (*Resolved, error) {
 		DefaultExpiry:   time.Duration(c.Orders.DefaultExpiry),
 		AllowOpenEnded:  c.Orders.AllowOpenEnded,
 		ReviewDelegated: c.Orders.ReviewDelegatedReporters,
+		ReviewExempt:    slices.Clone(c.Orders.ReviewExemptAuthorities),
 		MaxTargets:      c.Orders.MaxTargets,
 		Safeguards: order.Safeguards{
 			MaxPrefixBits4: c.Orders.MaxPrefixBitsIPv4,
@@ -404,8 +434,17 @@ func (c *Config) Resolve() (*Resolved, error) {
 		}
 	}
 	r.Intake = in
+	r.Store, r.Node = c.resolveStore(bad)
 	r.RPZ = c.resolveRPZ(bad)
 	r.Transparency = c.resolveTransparency(bad)
+	r.Console = c.resolveConsole(bad)
+	r.PiracyShield = c.resolvePiracyShield(bad)
+	r.RateLimit = c.resolveRateLimit(bad)
+	if ps := r.PiracyShield; ps != nil && ps.Review == piracyshield.ReviewSafeguards && !slices.Contains(r.Intake.ReviewExempt, ps.Authority) {
+		// AGCOM's notices bind within thirty minutes: only what the
+		// safeguards hold waits for a reviewer.
+		r.Intake.ReviewExempt = append(r.Intake.ReviewExempt, ps.Authority)
+	}
 	if g, err := c.Gate.Resolve(c.Operator, r.PublicURL); err != nil {
 		errs = append(errs, err)
 	} else {

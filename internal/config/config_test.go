@@ -18,6 +18,7 @@ import (
 	"github.com/writ-project/writ/jurisdiction"
 	"github.com/writ-project/writ/order"
 	"github.com/writ-project/writ/scope"
+	"github.com/writ-project/writ/web"
 )
 
 const examplePath = "../../writ.example.yaml"
@@ -79,6 +80,10 @@ func fileKeys(t *testing.T, data []byte) map[string]*yaml.Node {
 
 const fullYAML = `
 data_dir: /var/lib/writ
+node: resolver-2
+store:
+  url: postgres://writ@db.isp.example/writ
+  sync_interval: 2s
 log:
   level: debug
   format: json
@@ -97,6 +102,12 @@ http:
   listen: 0.0.0.0:8443
   public_url: https://writ.isp.example
   max_body_bytes: 1048576
+  rate_limit:
+    requests_per_second: 5
+    burst: 20
+    contests_per_hour: 3
+    max_clients: 1000
+    trusted_proxies: [10.0.0.1, "192.0.2.0/24"]
 api:
   token_file: /etc/writ/token
 operator:
@@ -111,6 +122,7 @@ orders:
   default_expiry: 30d
   allow_open_ended: true
   review_delegated_reporters: false
+  review_exempt_authorities: [agcom-ps, other-reporter]
   expiry_reminder: 2d
   max_targets: 5000
   shared_infrastructure_file: SHARED
@@ -154,6 +166,22 @@ ledger:
 lumen:
   url: https://lumendatabase.org
   token_file: LUMEN
+console:
+  enabled: false
+  idle_timeout: 15m
+piracyshield:
+  url: https://platform.example/api/v1
+  email: noc@isp.example.it
+  password_file: PSPASSWORD
+  ca_file: ""
+  poll_interval: 30s
+  max_backoff: 2m
+  authority: agcom-ps
+  review: all
+  points: [dns, "rpz:192.0.2.53/it.rpz.writ"]
+  order_expiry: 30d
+  alert_after: 15m
+  legal_reference: "Legge 93/2023"
 `
 
 func TestLoadFull(t *testing.T) {
@@ -161,6 +189,8 @@ func TestLoadFull(t *testing.T) {
 	pdns := writeFile(t, "pdns.txt", "motogpstream.me 203.0.113.7\n")
 	lumenToken := writeFile(t, "lumen-token", "lumen-s3cret\n")
 	text := strings.ReplaceAll(strings.ReplaceAll(strings.ReplaceAll(fullYAML, "SHARED", shared), "PDNS", pdns), "LUMEN", lumenToken)
+	psPassword := writeFile(t, "ps-password", "s3cret\n")
+	text = strings.ReplaceAll(text, "PSPASSWORD", psPassword)
 	for _, k := range configKeys(reflect.TypeFor[Config](), "") {
 		if _, ok := fileKeys(t, []byte(text))[k]; !ok {
 			t.Fatalf("the test's full configuration lacks %s", k)
@@ -172,6 +202,8 @@ func TestLoadFull(t *testing.T) {
 	}
 	want := Config{
 		DataDir: "/var/lib/writ",
+		Store:   Store{URL: "postgres://writ@db.isp.example/writ", SyncInterval: Duration(2 * time.Second)},
+		Node:    "resolver-2",
 		Log:     Log{Level: "debug", Format: "json"},
 		DNS: DNS{
 			Listen:          []string{"127.0.0.1:5300", "[::1]:5300"},
@@ -185,7 +217,8 @@ func TestLoadFull(t *testing.T) {
 			CacheEntries:    5000,
 			MaxCacheTTL:     Duration(10 * time.Minute),
 		},
-		HTTP:     HTTP{Listen: "0.0.0.0:8443", PublicURL: "https://writ.isp.example", MaxBodyBytes: 1 << 20},
+		HTTP: HTTP{Listen: "0.0.0.0:8443", PublicURL: "https://writ.isp.example", MaxBodyBytes: 1 << 20,
+			RateLimit: RateLimit{RequestsPerSecond: ptr(5.0), Burst: ptr(20), ContestsPerHour: ptr(3), MaxClients: 1000, TrustedProxies: []string{"10.0.0.1", "192.0.2.0/24"}}},
 		API:      API{TokenFile: "/etc/writ/token"},
 		Operator: Operator{Name: "Example ISP", Contact: []string{"mailto:abuse@isp.example", "tel:+33123456789"}, Language: "fr"},
 		Scopes:   map[string][]string{"FR": {"192.0.2.0/24", "2001:db8:f::/48"}, "it": {"198.51.100.0/24"}},
@@ -195,6 +228,7 @@ func TestLoadFull(t *testing.T) {
 			DefaultExpiry:            Duration(30 * 24 * time.Hour),
 			AllowOpenEnded:           true,
 			ReviewDelegatedReporters: false,
+			ReviewExemptAuthorities:  []string{"agcom-ps", "other-reporter"},
 			ExpiryReminder:           Duration(2 * 24 * time.Hour),
 			MaxTargets:               5000,
 			SharedInfraFile:          shared,
@@ -219,8 +253,13 @@ func TestLoadFull(t *testing.T) {
 			BlockedBy: "https://isp.example/legal", MaxAge: Duration(2 * time.Minute),
 			Follow: "http://writ.isp.example:8080", PollInterval: Duration(5 * time.Second),
 		},
-		Ledger: Ledger{Origin: "writ.isp.example/ledger"},
-		Lumen:  Lumen{URL: "https://lumendatabase.org", TokenFile: lumenToken},
+		Ledger:  Ledger{Origin: "writ.isp.example/ledger"},
+		Lumen:   Lumen{URL: "https://lumendatabase.org", TokenFile: lumenToken},
+		Console: Console{Enabled: false, IdleTimeout: Duration(15 * time.Minute)},
+		PiracyShield: PiracyShield{URL: "https://platform.example/api/v1", Email: "noc@isp.example.it", PasswordFile: psPassword,
+			PollInterval: Duration(30 * time.Second), MaxBackoff: Duration(2 * time.Minute), Authority: "agcom-ps", Review: "all",
+			Points: []string{"dns", "rpz:192.0.2.53/it.rpz.writ"}, OrderExpiry: Duration(30 * 24 * time.Hour), AlertAfter: Duration(15 * time.Minute),
+			LegalReference: "Legge 93/2023"},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Fatalf("Load:\n got %+v\nwant %+v", c, want)
@@ -426,6 +465,11 @@ func TestResolveErrors(t *testing.T) {
 		mention []string
 	}{
 		{"data dir", func(c *Config) { c.DataDir = "" }, []string{"data_dir"}},
+		{"store scheme", func(c *Config) { c.Store.URL = "mysql://db/writ" }, []string{"store.url", `"mysql://db/writ"`}},
+		{"store sqlite no file", func(c *Config) { c.Store.URL = "sqlite:" }, []string{"store.url", "names no file"}},
+		{"store postgres", func(c *Config) { c.Store.URL = "postgres://writ:s3cret@db:notaport/writ" }, []string{"store.url", "PostgreSQL"}},
+		{"store sync interval", func(c *Config) { c.Store.SyncInterval = Duration(time.Millisecond) }, []string{"store.sync_interval", "1ms"}},
+		{"node", func(c *Config) { c.Node = "resolver 2" }, []string{"node", `"resolver 2"`}},
 		{"log level", func(c *Config) { c.Log.Level = "verbose" }, []string{"log.level", `"verbose"`}},
 		{"log level case", func(c *Config) { c.Log.Level = "" }, []string{"log.level"}},
 		{"log format", func(c *Config) { c.Log.Format = "xml" }, []string{"log.format", `"xml"`}},
@@ -603,6 +647,11 @@ func TestExampleFile(t *testing.T) {
 		"dns.sinkhole_ipv6":                  {c.DNS.SinkholeIPv6, ""},
 		"http.public_url":                    {c.HTTP.PublicURL, ""},
 		"http.max_body_bytes":                {c.HTTP.MaxBodyBytes, int64(api.DefaultMaxBodyBytes)},
+		"http.rate_limit":                    {r.RateLimit.PerSecond, float64(api.DefaultRequestsPerSecond)},
+		"http.rate_limit.burst":              {r.RateLimit.Burst, api.DefaultBurst},
+		"http.rate_limit.contests_per_hour":  {r.RateLimit.ContestsPerHour, api.DefaultContestsPerHour},
+		"http.rate_limit.max_clients":        {r.RateLimit.MaxClients, api.DefaultMaxClients},
+		"http.rate_limit.trusted_proxies":    {len(r.RateLimit.TrustedProxies), 0},
 		"api.token_file":                     {c.API.TokenFile, ""},
 		"operator.name":                      {c.Operator.Name, ""},
 		"operator.contact":                   {len(c.Operator.Contact), 0},
@@ -611,6 +660,7 @@ func TestExampleFile(t *testing.T) {
 		"orders.default_expiry":              {time.Duration(c.Orders.DefaultExpiry), time.Duration(0)},
 		"orders.allow_open_ended":            {c.Orders.AllowOpenEnded, false},
 		"orders.review_delegated_reporters":  {c.Orders.ReviewDelegatedReporters, true},
+		"orders.review_exempt_authorities":   {len(c.Orders.ReviewExemptAuthorities), 0},
 		"ledger.origin":                      {c.Ledger.Origin, ""},
 		"lumen.url":                          {c.Lumen.URL, ""},
 		"lumen.token_file":                   {c.Lumen.TokenFile, ""},
@@ -623,6 +673,11 @@ func TestExampleFile(t *testing.T) {
 		"orders.max_prefix_bits_ipv4":        {c.Orders.MaxPrefixBitsIPv4, order.DefaultMaxPrefixBits4},
 		"orders.max_prefix_bits_ipv6":        {c.Orders.MaxPrefixBitsIPv6, order.DefaultMaxPrefixBits6},
 		"orders.allow_names":                 {len(c.Orders.AllowNames), 0},
+		"console.enabled":                    {c.Console.Enabled, true},
+		"node":                               {c.Node, ""},
+		"store.url":                          {c.Store.URL, ""},
+		"store.sync_interval":                {r.Store.SyncInterval, DefaultSyncInterval},
+		"console.idle_timeout":               {time.Duration(c.Console.IdleTimeout), web.DefaultIdleTimeout},
 	} {
 		if pair[0] != pair[1] {
 			t.Errorf("writ.example.yaml: %s is %v, but the default is %v", name, pair[0], pair[1])
@@ -643,3 +698,5 @@ func TestListenAddressesLikeNetListen(t *testing.T) {
 		t.Fatalf("Resolve: %v", err)
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
