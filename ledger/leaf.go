@@ -92,4 +92,3 @@ func ParseLeaf(data []byte) (Leaf, error) {
 	}
 	return l, nil
 }
-

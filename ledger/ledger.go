@@ -55,7 +55,7 @@ type Options struct {
 	// in the directory: the key all nodes sharing a store sign with, so
 	// that their ledgers serve the same checkpoints.
 	SignerKey string
-	Logger        *slog.Logger
+	Logger    *slog.Logger
 }
 
 // Entry is one ledger entry as stored and served: its index in the tree
