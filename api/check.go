@@ -38,43 +38,57 @@ type DecisionOrder struct {
 
 func (s *server) check(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	name := strings.TrimSpace(q.Get("name"))
-	if name == "" {
-		writeError(w, http.StatusBadRequest, "name: missing; ask about a domain name (?name=www.example.com) or an address (?name=203.0.113.7)", nil)
+	d, err := Decide(s.reg.Policy().Load(), s.sc, Question{Name: q.Get("name"), Client: q.Get("client"), Scope: q.Get("scope")}, s.cfg.BlockAnswer, s.recordURL)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error(), nil)
 		return
 	}
-	d := Decision{Name: name, Scope: "", ScopeSource: scope.SourceNone.String()}
+	writeJSON(w, http.StatusOK, d)
+}
+
+// Question is what GET /v1/check asks: a name or address, and either the
+// client's address or a jurisdiction.
+type Question struct {
+	Name, Client, Scope string
+}
+
+// Decide answers q from snap as the DNS server would: whether the name is
+// blocked for the client (whose jurisdiction sc gives) or for clients in
+// the jurisdiction, with the answer they get (blockAnswer when blocked)
+// and every order that blocks the name anywhere, each with the URL of its
+// public record (recordURL, which may be nil). A question that cannot be
+// answered is an error saying what to ask instead.
+func Decide(snap *policy.Snapshot, sc Scoper, q Question, blockAnswer string, recordURL func(id string) string) (*Decision, error) {
+	name := strings.TrimSpace(q.Name)
+	if name == "" {
+		return nil, fmt.Errorf("name: missing; ask about a domain name (www.example.com) or an address (203.0.113.7)")
+	}
+	d := &Decision{Name: name, ScopeSource: scope.SourceNone.String()}
 	var code jurisdiction.Code
-	switch client, sc := q.Get("client"), q.Get("scope"); {
-	case client != "" && sc != "":
-		writeError(w, http.StatusBadRequest, "give either client or scope, not both", nil)
-		return
+	switch client, jur := strings.TrimSpace(q.Client), strings.TrimSpace(q.Scope); {
+	case client != "" && jur != "":
+		return nil, fmt.Errorf("give either the client's address or a jurisdiction, not both")
 	case client != "":
 		a, err := netip.ParseAddr(client)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("client: %q is not an IP address", client), nil)
-			return
+			return nil, fmt.Errorf("client: %q is not an IP address", client)
 		}
 		var src scope.Source
-		code, src = s.sc.Lookup(a)
+		code, src = sc.Lookup(a)
 		d.Client, d.ScopeSource = a.String(), src.String()
-	case sc != "":
-		c, err := jurisdiction.Parse(sc)
+	case jur != "":
+		c, err := jurisdiction.Parse(jur)
 		if err != nil {
-			writeError(w, http.StatusBadRequest, "scope: "+err.Error(), nil)
-			return
+			return nil, fmt.Errorf("scope: %v", err)
 		}
 		code, d.ScopeSource = c, "given"
 	default:
-		writeError(w, http.StatusBadRequest, "give the client's address (?client=192.0.2.1) or a jurisdiction (?scope=FR)", nil)
-		return
+		return nil, fmt.Errorf("give the client's address (client=192.0.2.1) or a jurisdiction (scope=FR)")
 	}
 	d.Scope = code.String()
 	if d.Scope == "" {
 		d.Scope = "unknown"
 	}
-
-	snap := s.reg.Policy().Load()
 	d.PolicyVersion = snap.Version()
 	var (
 		ref     *policy.OrderRef
@@ -88,19 +102,22 @@ func (s *server) check(w http.ResponseWriter, r *http.Request) {
 	d.Blocked = ref != nil
 	d.Answer = "forwarded to the upstream resolvers (not blocked for this client)"
 	if d.Blocked {
-		d.Answer = s.cfg.BlockAnswer
+		d.Answer = blockAnswer
 	}
 	d.Orders = []DecisionOrder{}
 	for _, m := range matches {
-		d.Orders = append(d.Orders, DecisionOrder{
+		o := DecisionOrder{
 			ID:           m.Order.ID,
 			Authority:    m.Order.Authority,
 			LegalBasis:   m.Order.LegalBasis,
 			Jurisdiction: m.Order.Scope.String(),
 			Target:       m.Target,
 			InScope:      m.Order.Scope.Has(code),
-			RecordURL:    s.recordURL(m.Order.ID),
-		})
+		}
+		if recordURL != nil {
+			o.RecordURL = recordURL(m.Order.ID)
+		}
+		d.Orders = append(d.Orders, o)
 	}
-	writeJSON(w, http.StatusOK, d)
+	return d, nil
 }

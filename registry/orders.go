@@ -246,21 +246,7 @@ func targetList(ts []order.Target) string {
 // releases it: for an operator or reviewer who finds, after the fact, a
 // target that should have been held (shared hosting found out later).
 func (r *Registry) Hold(ctx context.Context, id, target, reason string, by access.Principal) (*order.Order, error) {
-	if !by.Can(access.SuspendOrder) {
-		return nil, forbidden(by, access.SuspendOrder)
-	}
-	if strings.TrimSpace(reason) == "" {
-		return nil, &order.InvalidError{Fields: []order.FieldError{{Field: "reason", Message: "is missing: a hold is recorded with its reason"}}}
-	}
-	return r.change(ctx, id, func(o *order.Order, now time.Time) ([]order.Event, error) {
-		if err := stillOpen(o, now); err != nil {
-			return nil, err
-		}
-		i, ok := o.TargetIndex(target)
-		if !ok {
-			return nil, fmt.Errorf("%q is not a target of order %s: %w", target, id, ErrNotFound)
-		}
-		t := &o.Targets[i]
+	return r.onTarget(ctx, id, target, reason, by, access.SuspendOrder, "a hold", func(t *order.Target) ([]order.Event, error) {
 		if t.State != order.TargetActive {
 			return nil, fmt.Errorf("target %s of order %s is %s; only an active target can be held: %w", t, id, t.State, ErrConflict)
 		}
@@ -281,11 +267,25 @@ func (r *Registry) Reject(ctx context.Context, id, target, reason string, by acc
 }
 
 func (r *Registry) review(ctx context.Context, id, target, reason string, by access.Principal, to order.TargetState, kind order.EventKind) (*order.Order, error) {
-	if !by.Can(access.ReviewTarget) {
-		return nil, forbidden(by, access.ReviewTarget)
+	return r.onTarget(ctx, id, target, reason, by, access.ReviewTarget, "a review decision", func(t *order.Target) ([]order.Event, error) {
+		if t.State != order.TargetHeld {
+			return nil, fmt.Errorf("target %s of order %s is %s, not held: %w", t, id, t.State, ErrConflict)
+		}
+		t.State, t.Decision = to, reason
+		return []order.Event{{Kind: kind, Principal: by.String(), Detail: t.String() + ": " + reason}}, nil
+	})
+}
+
+// onTarget changes one target of an open order by fn, for a principal
+// allowed to take action, with a reason (what names the decision in the
+// error when it is missing).
+func (r *Registry) onTarget(ctx context.Context, id, target, reason string, by access.Principal, action access.Action, what string,
+	fn func(t *order.Target) ([]order.Event, error)) (*order.Order, error) {
+	if !by.Can(action) {
+		return nil, forbidden(by, action)
 	}
-	if strings.TrimSpace(reason) == "" {
-		return nil, &order.InvalidError{Fields: []order.FieldError{{Field: "reason", Message: "is missing: a review decision is recorded with its reason"}}}
+	if err := requireReason(reason, what); err != nil {
+		return nil, err
 	}
 	return r.change(ctx, id, func(o *order.Order, now time.Time) ([]order.Event, error) {
 		if err := stillOpen(o, now); err != nil {
@@ -295,13 +295,16 @@ func (r *Registry) review(ctx context.Context, id, target, reason string, by acc
 		if !ok {
 			return nil, fmt.Errorf("%q is not a target of order %s: %w", target, id, ErrNotFound)
 		}
-		t := &o.Targets[i]
-		if t.State != order.TargetHeld {
-			return nil, fmt.Errorf("target %s of order %s is %s, not held: %w", t, id, t.State, ErrConflict)
-		}
-		t.State, t.Decision = to, reason
-		return []order.Event{{Kind: kind, Principal: by.String(), Detail: t.String() + ": " + reason}}, nil
+		return fn(&o.Targets[i])
 	})
+}
+
+// requireReason refuses a decision (what) recorded without its reason.
+func requireReason(reason, what string) error {
+	if strings.TrimSpace(reason) == "" {
+		return &order.InvalidError{Fields: []order.FieldError{{Field: "reason", Message: "is missing: " + what + " is recorded with its reason"}}}
+	}
+	return nil
 }
 
 // Suspend pauses an order (target "") or one of its targets, typically
@@ -320,8 +323,8 @@ func (r *Registry) suspension(ctx context.Context, id, target, reason string, by
 	if !by.Can(access.SuspendOrder) {
 		return nil, forbidden(by, access.SuspendOrder)
 	}
-	if strings.TrimSpace(reason) == "" {
-		return nil, &order.InvalidError{Fields: []order.FieldError{{Field: "reason", Message: "is missing: a suspension is recorded with its reason"}}}
+	if err := requireReason(reason, "a suspension"); err != nil {
+		return nil, err
 	}
 	return r.change(ctx, id, func(o *order.Order, now time.Time) ([]order.Event, error) {
 		if err := stillOpen(o, now); err != nil {

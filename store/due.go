@@ -338,34 +338,9 @@ func (s *db) AddReceipt(ctx context.Context, r policy.Receipt) error {
 // for a version at or above version: when that point began enforcing a
 // change made at that version.
 func (s *db) FirstReceipts(ctx context.Context, version uint64) ([]policy.Receipt, error) {
-	var out []policy.Receipt
-	err := s.inReadTx(ctx, func(tx *tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT r.point, r.version, r.applied_at, r.scope FROM receipts r
-			WHERE r.version = (SELECT MIN(version) FROM receipts WHERE point = r.point AND version >= ?)
-			ORDER BY r.point`, int64(version))
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				r  policy.Receipt
-				v  int64
-				at string
-			)
-			if err := rows.Scan(&r.Point, &v, &at, &r.Scope); err != nil {
-				return err
-			}
-			if r.Version, err = toVersion(v); err != nil {
-				return err
-			}
-			if r.At, err = time.Parse(timeLayout, at); err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return rows.Err()
-	})
+	out, err := s.receipts(ctx, `SELECT r.point, r.version, r.applied_at, r.scope FROM receipts r
+		WHERE r.version = (SELECT MIN(version) FROM receipts WHERE point = r.point AND version >= ?)
+		ORDER BY r.point`, int64(version))
 	if err != nil {
 		return nil, fmt.Errorf("store: receipts from version %d: %w", version, err)
 	}
@@ -375,10 +350,20 @@ func (s *db) FirstReceipts(ctx context.Context, version uint64) ([]policy.Receip
 // Points returns every enforcement point that ever sent a receipt, with
 // its latest receipt.
 func (s *db) Points(ctx context.Context) ([]policy.Receipt, error) {
+	out, err := s.receipts(ctx, `SELECT r.point, r.version, r.applied_at, r.scope FROM receipts r
+		WHERE r.version = (SELECT MAX(version) FROM receipts WHERE point = r.point) ORDER BY r.point`)
+	if err != nil {
+		return nil, fmt.Errorf("store: enforcement points: %w", err)
+	}
+	return out, nil
+}
+
+// receipts runs a query of receipt rows (point, version, applied_at,
+// scope) in a read transaction.
+func (s *db) receipts(ctx context.Context, query string, args ...any) ([]policy.Receipt, error) {
 	var out []policy.Receipt
 	err := s.inReadTx(ctx, func(tx *tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT r.point, r.version, r.applied_at, r.scope FROM receipts r
-			WHERE r.version = (SELECT MAX(version) FROM receipts WHERE point = r.point) ORDER BY r.point`)
+		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
 			return err
 		}
@@ -402,10 +387,7 @@ func (s *db) Points(ctx context.Context) ([]policy.Receipt, error) {
 		}
 		return rows.Err()
 	})
-	if err != nil {
-		return nil, fmt.Errorf("store: enforcement points: %w", err)
-	}
-	return out, nil
+	return out, err
 }
 
 // boolInt stores a flag as 0 or 1, the same in both databases.

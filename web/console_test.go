@@ -314,10 +314,10 @@ func TestCheckAName(t *testing.T) {
 	a = c.get(Prefix + "check?name=example.org&scope=FR")
 	wantText(t, a, "example.org for clients in FR: not blocked", "No order in force blocks it anywhere.")
 	for q, want := range map[string]string{
-		"name=example.org&client=127.0.0.2&scope=FR": "give either a client address or a jurisdiction, not both",
-		"name=example.org&client=nowhere":            `client address "nowhere" is not an IP address`,
+		"name=example.org&client=127.0.0.2&scope=FR": "give either the client's address or a jurisdiction, not both",
+		"name=example.org&client=nowhere":            `client: "nowhere" is not an IP address`,
 		"name=example.org":                           "give the client's address",
-		"client=127.0.0.2":                           "give a domain name",
+		"client=127.0.0.2":                           "ask about a domain name",
 	} {
 		a := c.get(Prefix + "check?" + q)
 		if a.status != http.StatusBadRequest {
