@@ -93,23 +93,12 @@ func runConnectPiracyShield(args []string, stdout, stderr io.Writer) error {
 		points       listFlag
 	)
 	fs.Var(&points, "point", "an enforcement `point` whose receipt an item needs before it is reported processed (repeatable; piracyshield.points)")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args, "connect piracyshield"); err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usageError("connect piracyshield takes no arguments, got %q", pos[0])
-	}
-	cfg := config.Default()
-	if *configPath != "" {
-		if cfg, err = config.Load(*configPath); err != nil {
-			return err
-		}
-	}
-	setIf := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		return err
 	}
 	ps := &cfg.PiracyShield
 	setIf(&cfg.DataDir, *dataDir)

@@ -190,12 +190,8 @@ func pastTense(verb string) string {
 func runOrderQueue(sub string, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("order queue", orderDueHelp, stdout, stderr)
 	c := clientFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args, "order queue"); err != nil {
 		return err
-	}
-	if len(pos) != 0 {
-		return usageError("order queue takes no arguments")
 	}
 	var list struct {
 		Orders []orderOut `json:"orders"`
@@ -599,12 +595,8 @@ func runEvents(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("events", eventsHelp, stdout, stderr)
 	c := clientFlags(fs)
 	after := fs.Uint64("after", 0, "start after this event `seq`")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args, "events"); err != nil {
 		return err
-	}
-	if len(pos) != 0 {
-		return usageError("events takes no arguments")
 	}
 	req, err := http.NewRequest("GET", strings.TrimSuffix(c.base, "/")+fmt.Sprintf("/v1/events?after=%d", *after), nil)
 	if err != nil {

@@ -161,24 +161,13 @@ func runGate(args []string, stdout, stderr io.Writer) error {
 	gf := addGateFlags(fs, "")
 	fs.Var(&certs, "cert", "certificate and key PEM files, `CERT,KEY` (repeatable; gate.certificates)")
 	fs.Var(&scopes, "scope", "client networks of a jurisdiction, `CC=prefix[,prefix…]` (repeatable), e.g. FR=192.0.2.0/24")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args, "gate"); err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usageError("gate takes no arguments, got %q (flags start with --)", pos[0])
-	}
 
-	cfg := config.Default()
-	if *configPath != "" {
-		if cfg, err = config.Load(*configPath); err != nil {
-			return err
-		}
-	}
-	setIf := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		return err
 	}
 	if err := gf.apply(&cfg.Gate); err != nil {
 		return err

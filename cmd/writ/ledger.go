@@ -65,12 +65,8 @@ func runLedger(args []string, stdout, stderr io.Writer) error {
 	saved := flags.String("checkpoint", "", "`file` with a checkpoint saved earlier, which the log must extend")
 	save := flags.String("save", "", "write the verified checkpoint to `file` (only when everything verified)")
 	timeout := flags.Duration("timeout", 5*time.Minute, "give up after this `duration`")
-	pos, err := parse(flags, args[1:])
-	if err != nil {
+	if err := parseNoArgs(flags, args[1:], "ledger verify"); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usageError("ledger verify takes no arguments, got %q (see writ ledger --help)", pos[0])
 	}
 	opts := ledger.VerifyOptions{Client: &http.Client{Timeout: 2 * time.Minute}}
 	if *key != "" {
@@ -86,6 +82,7 @@ func runLedger(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	if *saved != "" {
+		var err error
 		if opts.Saved, err = os.ReadFile(*saved); err != nil {
 			return fmt.Errorf("--checkpoint: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/writ-project/writ/internal/config"
 	"io"
 	"os"
 	"sort"
@@ -187,4 +188,31 @@ func (l *listFlag) String() string { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error {
 	*l = append(*l, v)
 	return nil
+}
+
+// parseNoArgs parses the flags of a command that takes no arguments.
+func parseNoArgs(fs *cmdFlags, args []string, command string) error {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("%s takes no arguments, got %q (flags start with --; see writ %s --help)", command, pos[0], command)
+	}
+	return nil
+}
+
+// loadConfig returns the defaults, overlaid by the file at path if any.
+func loadConfig(path string) (config.Config, error) {
+	if path == "" {
+		return config.Default(), nil
+	}
+	return config.Load(path)
+}
+
+// setIf sets *dst to v unless v is empty: a flag given overrides the file.
+func setIf(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
 }

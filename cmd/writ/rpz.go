@@ -101,12 +101,8 @@ func runRPZ(args []string, stdout, stderr io.Writer) error {
 	}
 	fs := newFlags("rpz dump", rpzHelp, stdout, stderr)
 	feed := addFeedFlags(fs)
-	pos, err := parse(fs, args[1:])
-	if err != nil {
+	if err := parseNoArgs(fs, args[1:], "rpz dump"); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usageError("rpz dump takes no arguments, got %q", pos[0])
 	}
 	c, zone, err := feed.client()
 	if err != nil {
@@ -156,12 +152,8 @@ func runIPSet(args []string, stdout, stderr io.Writer) error {
 	set := fs.String("set", "", "set name `prefix`: the sets are PREFIX_v4 and PREFIX_v6 (default writ_<scope>)")
 	follow := fs.Bool("follow", false, "stay, and print the changes as they happen")
 	interval := fs.Duration("interval", 2*time.Second, "with --follow, how often to check the zone's serial")
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args, "ipset"); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usageError("ipset takes no arguments, got %q", pos[0])
 	}
 	if *format != "nftables" {
 		return usageError("--format %q: only nftables is supported", *format)

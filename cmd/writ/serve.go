@@ -102,24 +102,13 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&rpzNotify, "rpz-notify", "secondary `address:port` told of every RPZ change by NOTIFY (repeatable)")
 	// HTTP gate flags (gate.go); the other gate.* settings come from the file.
 	gateFlags := newServeGateFlags(fs)
-	pos, err := parse(fs, args)
-	if err != nil {
+	if err := parseNoArgs(fs, args, "serve"); err != nil {
 		return err
 	}
-	if len(pos) > 0 {
-		return usageError("serve takes no arguments, got %q (flags start with --)", pos[0])
-	}
 
-	cfg := config.Default()
-	if *configPath != "" {
-		if cfg, err = config.Load(*configPath); err != nil {
-			return err
-		}
-	}
-	setIf := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		return err
 	}
 	setIf(&cfg.DataDir, *dataDir)
 	setIf(&cfg.Store.URL, *storeURL)
