@@ -43,7 +43,7 @@ type Registry interface {
 	Reject(ctx context.Context, id, target, reason string, by access.Principal) (*order.Order, error)
 	Suspend(ctx context.Context, id, target, reason string, by access.Principal) (*order.Order, error)
 	Reinstate(ctx context.Context, id, target, reason string, by access.Principal) (*order.Order, error)
-	FileContest(ctx context.Context, id string, sub *order.ContestSubmission) (*order.Contest, error)
+	FileContest(ctx context.Context, id string, sub *order.ContestSubmission, by access.Principal) (*order.Contest, error)
 	DecideContest(ctx context.Context, id int64, outcome order.ContestStatus, reason string, by access.Principal) (*order.Contest, error)
 	Contest(ctx context.Context, id int64) (order.Contest, error)
 	Contests(ctx context.Context, orderID string) ([]order.Contest, error)

@@ -84,7 +84,7 @@ func (s *server) fileContest(w http.ResponseWriter, r *http.Request) {
 	if !s.readBody(w, r, &sub, false) {
 		return
 	}
-	c, err := s.reg.FileContest(r.Context(), r.PathValue("id"), &sub)
+	c, err := s.reg.FileContest(r.Context(), r.PathValue("id"), &sub, principalOf(r))
 	if err != nil {
 		s.fail(w, r, err)
 		return

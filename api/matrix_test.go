@@ -60,7 +60,7 @@ func (n *node) fixture(t *testing.T) fixture {
 		t.Fatal(err)
 	}
 	c, err := n.reg.FileContest(ctx, o.ID, &order.ContestSubmission{Target: "a.example", Grounds: "This is a bakery's site, not a streaming one.",
-		Contact: order.ContestFiler{Name: "Marie Dupont", Email: "marie@bakery.example"}})
+		Contact: order.ContestFiler{Name: "Marie Dupont", Email: "marie@bakery.example"}}, access.Anonymous)
 	if err != nil {
 		t.Fatal(err)
 	}

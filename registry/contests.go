@@ -12,9 +12,10 @@ import (
 )
 
 // FileContest records a contest against an order or one of its targets.
-// Anyone may file one; the filer's contact is kept for reviewers and
-// never enters the events.
-func (r *Registry) FileContest(ctx context.Context, id string, sub *order.ContestSubmission) (*order.Contest, error) {
+// Anyone may file one (by is access.Anonymous then; a principal who
+// records one for someone, through the console, is named in the event);
+// the filer's contact is kept for reviewers and never enters the events.
+func (r *Registry) FileContest(ctx context.Context, id string, sub *order.ContestSubmission, by access.Principal) (*order.Contest, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	o, err := r.lookup(ctx, id)
@@ -32,7 +33,7 @@ func (r *Registry) FileContest(ctx context.Context, id string, sub *order.Contes
 		if c.Target != "" {
 			what = c.Target
 		}
-		events = []order.Event{{OrderID: id, At: now, Kind: order.EventContested, Principal: access.Anonymous.String(),
+		events = []order.Event{{OrderID: id, At: now, Kind: order.EventContested, Principal: by.String(),
 			Detail: fmt.Sprintf("contest %d against %s: %s", cid, what, clip(c.Grounds, 500))}}
 		return events
 	})

@@ -130,6 +130,14 @@ func TestContestRecordedAndDecided(t *testing.T) {
 		"Grounds This is our bakery's site", "Filed by Marie Dupont <marie@bakery.example>", "Decision on contest 1")
 	q := c.get(Prefix + "queue")
 	wantText(t, q, "Contests to decide: 1", "Contest 1: examine and decide")
+	// The history names who recorded it, not the public.
+	_, events, err := h.reg.Order(t.Context(), o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := events[len(events)-1]; e.Kind != order.EventContested || e.Principal != "reviewer:alice" {
+		t.Errorf("the contest event is %s by %q, want contested by reviewer:alice", e.Kind, e.Principal)
+	}
 
 	// The filer's contact is for reviewers and operators only.
 	clerk := h.client()

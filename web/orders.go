@@ -321,7 +321,7 @@ func (c *Console) recordContest(w http.ResponseWriter, r *http.Request, s *sessi
 		Target:  strings.TrimSpace(f.Get("target")),
 		Grounds: f.Get("grounds"),
 		Contact: order.ContestFiler{Name: strings.TrimSpace(f.Get("name")), Email: strings.TrimSpace(f.Get("email"))},
-	})
+	}, s.who)
 	msg := ""
 	if err == nil {
 		c.cfg.Logger.Info("contest recorded through the console", "order", id, "contest", ct.ID, "principal", s.who.String())

@@ -65,7 +65,7 @@ type Registry interface {
 	Hold(ctx context.Context, id, target, reason string, by access.Principal) (*order.Order, error)
 	Suspend(ctx context.Context, id, target, reason string, by access.Principal) (*order.Order, error)
 	Reinstate(ctx context.Context, id, target, reason string, by access.Principal) (*order.Order, error)
-	FileContest(ctx context.Context, id string, sub *order.ContestSubmission) (*order.Contest, error)
+	FileContest(ctx context.Context, id string, sub *order.ContestSubmission, by access.Principal) (*order.Contest, error)
 	DecideContest(ctx context.Context, id int64, outcome order.ContestStatus, reason string, by access.Principal) (*order.Contest, error)
 	Contests(ctx context.Context, orderID string) ([]order.Contest, error)
 	Receipts(ctx context.Context, id string) (*registry.OrderReceipts, error)
