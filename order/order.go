@@ -100,6 +100,10 @@ type Target struct {
 	// Amendment is the number of the amendment that added the target
 	// (1 for the first); zero for a target of the original order.
 	Amendment int `json:"amendment,omitempty"`
+	// Added is when the amendment that added the target was received, from
+	// which its authority's deadline runs; nil for a target of the
+	// original order (see Order.Received).
+	Added *time.Time `json:"added,omitempty"`
 	// Decision explains the last change of state by a person: why it was
 	// released, rejected, suspended, reinstated or removed.
 	Decision string `json:"decision,omitempty"`

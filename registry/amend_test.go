@@ -43,6 +43,13 @@ func TestDelegatedAmenderIsReviewed(t *testing.T) {
 	if tg, _ := o.FindTarget("mirror.example"); tg.State != order.TargetHeld || tg.HoldReason != order.DelegatedReviewReason || blocked(r, "mirror.example") {
 		t.Fatalf("the reporter's addition: %s (%q), blocked %v", tg.State, tg.HoldReason, blocked(r, "mirror.example"))
 	}
+	// Its deadline runs from the amendment, which the target records.
+	if tg, _ := o.FindTarget("mirror.example"); tg.Added == nil || !tg.Added.Equal(t0) || tg.Amendment != 1 {
+		t.Errorf("the added target records amendment %d at %v, want 1 at %v", tg.Amendment, tg.Added, t0)
+	}
+	if tg, _ := o.FindTarget("a.example"); tg.Added != nil {
+		t.Errorf("an original target records an amendment time %v", tg.Added)
+	}
 	if o, err = r.Amend(ctx, o.ID, &order.Amendment{Add: []order.SubmittedTarget{{FQDN: "other.example"}}}, operator); err != nil {
 		t.Fatal(err)
 	}

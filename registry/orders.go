@@ -213,6 +213,12 @@ func (r *Registry) Amend(ctx context.Context, id string, a *order.Amendment, by 
 			return nil, err
 		}
 		*o = *amended
+		for i := range o.Targets {
+			if t := &o.Targets[i]; t.Amendment == o.Amendments && t.Added == nil {
+				at := now.UTC()
+				t.Added = &at
+			}
+		}
 		var parts []string
 		if len(added) > 0 {
 			parts = append(parts, "added "+targetList(added))

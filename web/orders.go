@@ -58,15 +58,10 @@ func targetKind(t order.Target) string {
 // deadlineStart is when the authority's clock started for a target: when
 // the order, or the amendment that added the target, was received, or
 // the order's effective time if later.
-func deadlineStart(o *order.Order, t order.Target, events []order.Event) time.Time {
+func deadlineStart(o *order.Order, t order.Target) time.Time {
 	start := o.Received
-	if t.Amendment > 0 {
-		prefix := fmt.Sprintf("amendment %d:", t.Amendment)
-		for _, e := range events {
-			if e.Kind == order.EventAmended && strings.HasPrefix(e.Detail, prefix) {
-				start = e.At
-			}
-		}
+	if t.Added != nil {
+		start = *t.Added
 	}
 	if o.Effective.After(start) {
 		start = o.Effective
@@ -94,18 +89,11 @@ func (c *Console) heldTargets(ctx context.Context) ([]heldTarget, error) {
 		if !open(o, now) || !slices.ContainsFunc(o.Targets, func(t order.Target) bool { return t.State == order.TargetHeld }) {
 			continue
 		}
-		var events []order.Event
-		if slices.ContainsFunc(o.Targets, func(t order.Target) bool { return t.State == order.TargetHeld && t.Amendment > 0 }) {
-			var err error
-			if _, events, err = reg.Order(ctx, o.ID); err != nil {
-				return nil, err
-			}
-		}
 		for _, t := range o.Targets {
 			if t.State != order.TargetHeld {
 				continue
 			}
-			deadline := deadlineStart(o, t, events).Add(c.deadlineOf(o, auths))
+			deadline := deadlineStart(o, t).Add(c.deadlineOf(o, auths))
 			out = append(out, heldTarget{
 				OrderID: o.ID, Authority: o.Authority.Name, Jurisdiction: o.JurisdictionString(),
 				Target: t.String(), Kind: targetKind(t), Reason: t.HoldReason, Anchor: anchor(o.ID + "-" + t.String()),
@@ -259,7 +247,7 @@ func (c *Console) orderPage(w http.ResponseWriter, r *http.Request, s *session) 
 		if t.State == order.TargetHeld {
 			row.Reason = t.HoldReason
 			if isOpen {
-				row.Deadline = deadlineStart(o, t, events).Add(deadline)
+				row.Deadline = deadlineStart(o, t).Add(deadline)
 				row.Left, row.Overdue = countdown(row.Deadline.Sub(now)), now.After(row.Deadline)
 			}
 		}
