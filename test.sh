@@ -3,8 +3,9 @@
 # installs what the tests need, then checks formatting, vets, and runs
 # every test with the race detector. Exit status 0 means everything passed.
 #
-#   ./test.sh            the whole suite
-#   ./test.sh -run X    extra arguments go to go test
+#   ./test.sh                the whole suite, with every fuzz target for 10s
+#   FUZZTIME=1m ./test.sh    fuzz longer
+#   ./test.sh -run X         extra arguments go to go test (no fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -59,3 +60,11 @@ go vet ./...
 
 echo "== go test -race"
 CGO_ENABLED=1 go test -race -count=1 "$@" ./...
+
+# Each fuzz target for a bounded time (FUZZTIME, default 10s); the seed
+# corpora and every crasher found so far already ran with go test. Skipped
+# when go test was given arguments (a focused run).
+if (($# == 0)); then
+  echo "== fuzz"
+  scripts/fuzz.sh "${FUZZTIME:-10s}"
+fi

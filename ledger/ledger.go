@@ -192,10 +192,42 @@ func openDB(ctx context.Context, path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(4)
+	// A damaged file fails here, naming it, instead of serving damaged
+	// entries to verifiers later: load reads only a few pages.
+	if err := quickCheck(ctx, db); err != nil {
+		return nil, errors.Join(fmt.Errorf("ledger: database %s is corrupt or unreadable; writ will not serve from it: %w", path, err), db.Close())
+	}
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		return nil, errors.Join(fmt.Errorf("ledger: database %s is unusable: %w", path, err), db.Close())
 	}
 	return db, nil
+}
+
+// quickCheck runs SQLite's PRAGMA quick_check and returns what it found.
+func quickCheck(ctx context.Context, db *sql.DB) error {
+	rows, err := db.QueryContext(ctx, "PRAGMA quick_check")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var problems []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return err
+		}
+		problems = append(problems, line)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	if len(problems) == 1 && problems[0] == "ok" {
+		return nil
+	}
+	if len(problems) > 5 {
+		problems = append(problems[:5], fmt.Sprintf("and %d more", len(problems)-5))
+	}
+	return fmt.Errorf("quick_check: %s", strings.Join(problems, "; "))
 }
 
 // load reads the latest checkpoint and rebuilds the compact range of the

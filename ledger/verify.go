@@ -98,7 +98,7 @@ func Verify(ctx context.Context, base string, opts VerifyOptions) (*Report, erro
 
 	// Roots of every prefix of the log as served: root(m) for m = 0..size.
 	var roots [][]byte
-	if complete(leaves) {
+	if complete(leaves, cp.Size) {
 		roots = make([][]byte, 0, cp.Size+1)
 		rng := factory.NewEmptyRange(0)
 		roots = append(roots, hasher.EmptyRoot())
@@ -113,7 +113,12 @@ func Verify(ctx context.Context, base string, opts VerifyOptions) (*Report, erro
 			roots = append(roots, root)
 		}
 		r.Entries = cp.Size
-		if !bytes.Equal(roots[cp.Size], cp.Root) {
+		switch {
+		case bytes.Equal(roots[cp.Size], cp.Root):
+		case cp.Size == 0:
+			// No entry can differ: the signed root is simply wrong.
+			r.problem("the checkpoint signs an empty log with the root %x, which is not the hash of the empty tree %x", cp.Root, roots[0])
+		default:
 			k, err := c.firstDifference(ctx, cp, roots)
 			if err != nil {
 				return nil, err
@@ -137,7 +142,10 @@ func Verify(ctx context.Context, base string, opts VerifyOptions) (*Report, erro
 }
 
 // complete reports whether every entry up to the size was fetched.
-func complete(leaves [][]byte) bool {
+func complete(leaves [][]byte, size uint64) bool {
+	if uint64(len(leaves)) != size {
+		return false
+	}
 	for _, l := range leaves {
 		if l == nil {
 			return false
@@ -300,9 +308,12 @@ func (c *fetcher) getJSON(ctx context.Context, path string, out any) error {
 }
 
 // entries fetches entries 0..size-1, page by page, noting in r every
-// index the server skips or repeats. A missing entry is nil.
+// index the server skips or repeats. It stops at the first missing entry,
+// after which the tree cannot be recomputed, and returns the entries
+// before it. The size is the server's word: memory grows with the
+// entries actually received, never with the size claimed.
 func (c *fetcher) entries(ctx context.Context, size uint64, r *Report) ([][]byte, error) {
-	leaves := make([][]byte, size)
+	leaves := make([][]byte, 0, min(size, MaxEntries))
 	next := uint64(0)
 	for next < size {
 		before := next
@@ -321,16 +332,16 @@ func (c *fetcher) entries(ctx context.Context, size uint64, r *Report) ([][]byte
 				r.problem("the server returned entry %d, beyond the signed size %d", e.Index, size)
 			case e.Index < next:
 				r.problem("the server returned entry %d twice or out of order", e.Index)
-			default:
-				if e.Index > next {
-					if next == 0 {
-						r.problem("%s missing: the server's first entry is %d", span(next, e.Index-1), e.Index)
-					} else {
-						r.problem("%s missing: the server skipped from entry %d to %d", span(next, e.Index-1), next-1, e.Index)
-					}
+			case e.Index > next:
+				if next == 0 {
+					r.problem("%s missing: the server's first entry is %d", span(next, e.Index-1), e.Index)
+				} else {
+					r.problem("%s missing: the server skipped from entry %d to %d", span(next, e.Index-1), next-1, e.Index)
 				}
-				leaves[e.Index] = []byte(e.Leaf)
-				next = e.Index + 1
+				return leaves, nil
+			default:
+				leaves = append(leaves, []byte(e.Leaf))
+				next++
 			}
 		}
 		if next == before {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 	"golang.org/x/net/publicsuffix"
@@ -19,6 +20,10 @@ func NormalizeName(s string) (string, error) {
 	switch {
 	case s == "":
 		return "", errors.New("is empty")
+	case !utf8.ValidString(s):
+		// IDNA would encode the bad bytes as U+FFFD, giving an A-label
+		// that is no valid name.
+		return "", errors.New("is not valid UTF-8")
 	case strings.Contains(s, "://") || strings.ContainsAny(s, "/?#"):
 		return "", errors.New("is a URL, not a domain name: give the host name alone (with \"subdomains\": true to cover everything under it), or use a url target for the HTTP gate")
 	case strings.HasPrefix(s, "*"):
@@ -75,6 +80,10 @@ func NormalizeName(s string) (string, error) {
 }
 
 func checkLabel(l string) error {
+	if l == "" {
+		// IDNA can map a label to nothing ("xn--").
+		return errors.New("has an empty label once encoded as A-labels")
+	}
 	if len(l) > 63 {
 		return fmt.Errorf("has a label of %d octets; a label has at most 63", len(l))
 	}

@@ -87,7 +87,7 @@ func New(cfg Config, src Source) (*Server, error) {
 	s.saved = saved
 	snap := src.Load()
 	s.built = snap
-	rules := buildRules(snap, cfg.Scopes)
+	rules := buildRules(snap, cfg.Scopes, ownerRoom(cfg.ZoneTemplate))
 	first := cfg.FirstSerial
 	if first == 0 {
 		first = uint32(time.Now().Unix())
@@ -268,7 +268,7 @@ func (s *Server) refresh(snap *policy.Snapshot) {
 	}
 	s.built = snap
 	start := time.Now()
-	rules := buildRules(snap, s.cfg.Scopes)
+	rules := buildRules(snap, s.cfg.Scopes, ownerRoom(s.cfg.ZoneTemplate))
 	dirty := false
 	for _, z := range s.zones {
 		v, changed := z.update(rules[z.code], s.cfg.History, s.render)

@@ -52,10 +52,39 @@ type rule struct {
 	ids   []string
 }
 
+// ownerRoom is the longest trigger owner, relative to the origin, whose
+// records fit in the zones named by template: the order records' owner,
+// trigger + "._orders." + origin, must stay within the 255 octets of a
+// domain name (254 characters written with its final dot). Every
+// jurisdiction's origin has the same length.
+func ownerRoom(template string) int {
+	return 254 - len("."+orderLabel+".") - len(ZoneName(template, jurisdiction.MustParse("FR")))
+}
+
+// nameTrigger reports whether name can be published as a name trigger
+// of owner length at most room. A name whose last label is one by which
+// RPZ marks address and name-server triggers (rpz-ip, rpz-nsip,
+// rpz-nsdname, rpz-client-ip) would be read as such a trigger, and no
+// such top-level domain exists. A longer name would make the zone
+// unloadable, and every transfer of it fail for all of the
+// jurisdiction's orders; such a name (over about 230 octets) is left to
+// writ's own enforcement points.
+func nameTrigger(name string, room int) bool {
+	if len(name) > room {
+		return false
+	}
+	switch name[strings.LastIndexByte(name, '.')+1:] {
+	case ipLabel, "rpz-nsip", "rpz-nsdname", "rpz-client-ip":
+		return false
+	}
+	return true
+}
+
 // buildRules lists the triggers of each jurisdiction's zone, sorted by
 // owner name, in one pass over the snapshot: every name blocked there
 // (exact, and "*." for its subdomains) and every prefix blocked there.
-func buildRules(s *policy.Snapshot, codes []jurisdiction.Code) map[jurisdiction.Code][]rule {
+// room is the longest owner the zones can hold (ownerRoom).
+func buildRules(s *policy.Snapshot, codes []jurisdiction.Code, room int) map[jurisdiction.Code][]rule {
 	out := make(map[jurisdiction.Code][]rule, len(codes))
 	// Most rules share their order set: one slice per distinct set.
 	interned := map[string][]string{}
@@ -76,8 +105,10 @@ func buildRules(s *policy.Snapshot, codes []jurisdiction.Code) map[jurisdiction.
 	}
 	s.EachName(func(name string, self, below []*policy.OrderRef) bool {
 		name = strings.ToLower(name)
-		add(name, self)
-		if len(below) > 0 {
+		if nameTrigger(name, room) {
+			add(name, self)
+		}
+		if len(below) > 0 && nameTrigger("*."+name, room) {
 			add("*."+name, below)
 		}
 		return true
