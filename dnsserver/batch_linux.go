@@ -1,7 +1,6 @@
 package dnsserver
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"net"
@@ -50,7 +49,7 @@ func newBatchConn(conn *net.UDPConn) (*batchConn, error) {
 		b.bufs[i] = make([]byte, 65535)
 		b.riovs[i].Base = &b.bufs[i][0]
 		b.riovs[i].SetLen(len(b.bufs[i]))
-		b.out[i] = make([]byte, 0, maxUDPResponse+512)
+		b.out[i] = make([]byte, 0, responseBuffer)
 	}
 	// The closures are made once: passing a new one to RawConn at each
 	// call would allocate.
@@ -184,16 +183,9 @@ func (s *Server) serveUDP(conn *net.UDPConn) {
 				continue // longer than any query: nothing sensible to answer
 			}
 			sc.out = b.out[i][:0]
-			if resp, ok := s.handleUDP(pkt, from.Addr().Unmap(), sc); ok {
+			if resp := s.dispatchUDP(conn, pkt, from, sc, true); resp != nil {
 				b.queue(i, resp)
-				continue
 			}
-			pkt = bytes.Clone(pkt)
-			s.general.Add(1)
-			go func() {
-				defer s.general.Done()
-				s.serveUDPGeneral(conn, pkt, from)
-			}()
 		}
 		s.Metrics.add(&sc.stats)
 		if err := b.flush(); err != nil {

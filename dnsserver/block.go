@@ -146,7 +146,7 @@ func (s *Server) buildTexts(ref *policy.OrderRef) *orderTexts {
 		short, _ = json.Marshal(structuredError{C: s.cfg.Contact})
 	}
 	return &orderTexts{full: string(full), short: string(short),
-		opts: [3][]byte{optTemplate(string(full)), optTemplate(string(short)), optTemplate("")}}
+		opts: [3][]byte{optTemplate(string(full), s.cfg.MaxUDPSize), optTemplate(string(short), s.cfg.MaxUDPSize), optTemplate("", s.cfg.MaxUDPSize)}}
 }
 
 // clip shortens s to at most n bytes on a rune boundary, marking the cut.

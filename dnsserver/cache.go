@@ -50,6 +50,11 @@ type cacheEntry struct {
 	checks  []answerCheck
 	stored  time.Time
 	expires time.Time
+	// stale marks an expired answer served again because no upstream
+	// answered (see Server.serveStale); staleSince is when the answer
+	// first expired, from which its stale life is counted.
+	stale      bool
+	staleSince time.Time
 }
 
 // answerCheck is an address or, when name is set, a name of an answer.
@@ -118,21 +123,74 @@ func (c *cache) put(key string, q dns.Question, m *dns.Msg, now time.Time) {
 	e.hash = maphash.String(c.seed, key)
 	e.stored = now
 	e.expires = now.Add(min(ttl, c.maxTTL))
+	c.store(e, now)
+}
 
+// store puts e in its set: in the place of the entry of the same key,
+// else of an empty or expired one, else of the one expiring first.
+func (c *cache) store(e *cacheEntry, now time.Time) {
 	set := &c.sets[e.hash&c.mask]
-	victim := 0
+	victim := -1
 	var first time.Time
 	for i := range set.ways {
 		cur := set.ways[i].Load()
-		if cur == nil || cur.key == key || !now.Before(cur.expires) {
-			victim = i
-			break
-		}
-		if i == 0 || cur.expires.Before(first) {
+		switch {
+		case cur != nil && cur.key == e.key:
+			set.ways[i].Store(e)
+			return
+		case victim >= 0 && first.IsZero():
+			// An empty or expired place is taken already.
+		case cur == nil || !now.Before(cur.expires):
+			victim, first = i, time.Time{}
+		case victim < 0 || cur.expires.Before(first):
 			victim, first = i, cur.expires
 		}
 	}
 	set.ways[victim].Store(e)
+}
+
+// getStale returns the expired entry for key if it expired less than
+// maxStale ago (counted from its first expiry), or nil. Expired entries
+// stay in the table until their place is needed.
+func (c *cache) getStale(key []byte, now time.Time, maxStale time.Duration) *cacheEntry {
+	h := maphash.Bytes(c.seed, key)
+	set := &c.sets[h&c.mask]
+	for i := range set.ways {
+		e := set.ways[i].Load()
+		if e == nil || e.hash != h || e.key != string(key) {
+			continue
+		}
+		if now.Before(e.expires) {
+			return nil // not expired: it was answered meanwhile
+		}
+		since := e.expires
+		if e.stale {
+			since = e.staleSince
+		}
+		if now.Before(since.Add(maxStale)) {
+			return e
+		}
+	}
+	return nil
+}
+
+// revive returns a copy of an expired entry to serve as stale data for
+// ttl from now: every record's TTL is ttl.
+func (e *cacheEntry) revive(now time.Time, ttl time.Duration) (*cacheEntry, error) {
+	r := *e
+	r.wire = append([]byte(nil), e.wire...)
+	secs := uint32(ttl / time.Second)
+	for _, off := range r.ttls {
+		if int(off)+4 > len(r.wire) {
+			return nil, errShortMessage
+		}
+		binary.BigEndian.PutUint32(r.wire[off:], secs)
+	}
+	r.stored, r.expires = now, now.Add(ttl)
+	if !e.stale {
+		r.stale, r.staleSince = true, e.expires
+	}
+	return &r, nil
 }
 
 // newCacheEntry packs an upstream answer into the form the cache keeps.

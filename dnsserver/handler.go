@@ -12,12 +12,10 @@ import (
 	"github.com/writ-project/writ/policy"
 )
 
-const (
-	tcpTimeout = 5 * time.Second
-	// maxUDPResponse is the largest UDP response sent whatever the client
-	// advertises: the DNS flag day 2020 size that avoids IP fragmentation.
-	maxUDPResponse = 1232
-)
+// upstreamUDPSize is the UDP buffer size writ advertises to upstreams:
+// the DNS flag day 2020 size that avoids IP fragmentation. Larger answers
+// come over TCP.
+const upstreamUDPSize = 1232
 
 // ServeDNS answers one query. It implements dns.Handler.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
@@ -61,7 +59,10 @@ func (s *Server) answer(w dns.ResponseWriter, msg *dns.Msg, udp bool) *dns.Msg {
 		if r.opt.Version() != 0 {
 			return s.fail(r, dns.RcodeBadVers)
 		}
-		r.udpSize = max(dns.MinMsgSize, min(int(r.opt.UDPSize()), maxUDPResponse))
+		r.udpSize = max(dns.MinMsgSize, min(int(r.opt.UDPSize()), s.cfg.MaxUDPSize))
+	}
+	if udp {
+		r.udpSize = s.udpLimit(r.udpSize, queryLen(w, msg))
 	}
 	switch {
 	case r.q.Qclass != dns.ClassINET:
@@ -88,14 +89,15 @@ func (s *Server) answer(w dns.ResponseWriter, msg *dns.Msg, udp bool) *dns.Msg {
 
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.UpstreamTimeout*time.Duration(len(s.cfg.Upstreams)+1))
 	defer cancel()
-	up, err := s.resolve(ctx, r.q, r.opt != nil && r.opt.Do(), msg.CheckingDisabled)
+	up, stale, err := s.resolve(ctx, r.q, r.opt != nil && r.opt.Do(), msg.CheckingDisabled)
 	if err != nil {
 		s.cfg.Logger.Debug("upstream failed", "name", r.q.Name, "err", err)
 		return s.fail(r, dns.RcodeServerFailure, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNetworkError})
 	}
 	// An answer whose address, or a name in whose CNAME chain, is blocked
 	// for this client is blocked too: otherwise any name pointed at a
-	// blocked site would bypass the order.
+	// blocked site would bypass the order. A stale answer is checked like
+	// any other, against the policy in force now.
 	if ref := matchAnswer(snap, up, r.code); ref != nil {
 		s.Metrics.answerBlocks.Add(1)
 		return s.block(r, ref)
@@ -112,6 +114,9 @@ func (s *Server) answer(w dns.ResponseWriter, msg *dns.Msg, udp bool) *dns.Msg {
 			resp.Extra = append(resp.Extra, rr)
 		}
 	}
+	if stale {
+		return s.finish(r, resp, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeStaleAnswer})
+	}
 	return s.finish(r, resp)
 }
 
@@ -125,14 +130,48 @@ func (s *Server) fail(r *request, rcode int, opts ...dns.EDNS0) *dns.Msg {
 }
 
 // finish adds the OPT record a client that speaks EDNS expects, with the
-// given options, and fits the response to the client's UDP buffer.
+// given options, and replaces a UDP response larger than allowed by the
+// truncated one.
 func (s *Server) finish(r *request, resp *dns.Msg, opts ...dns.EDNS0) *dns.Msg {
 	s.addOPT(r, resp, opts...)
 	resp.Compress = true
-	if r.udp {
-		resp.Truncate(r.udpSize)
+	if r.udp && resp.Len() > r.udpSize {
+		s.Metrics.truncated.Add(1)
+		return s.truncated(r, resp.Rcode)
 	}
 	return resp
+}
+
+// truncated returns the truncated response to r: TC set, the rcode, the
+// question, and an OPT record without options if the client sent one.
+// It asks the client to retry over TCP, and is no larger than the query.
+// (miekg/dns's Msg.Truncate would keep what records fit; a client that
+// gets TC asks again over TCP whatever they are, so they would only
+// amplify.)
+func (s *Server) truncated(r *request, rcode int) *dns.Msg {
+	resp := new(dns.Msg)
+	resp.SetReply(r.msg)
+	resp.Rcode = rcode
+	resp.RecursionAvailable = true
+	resp.Truncated = true
+	if r.opt != nil {
+		o := new(dns.OPT)
+		o.Hdr.Name = "."
+		o.Hdr.Rrtype = dns.TypeOPT
+		o.SetUDPSize(uint16(s.cfg.MaxUDPSize))
+		o.SetDo(r.opt.Do())
+		resp.Extra = []dns.RR{o}
+	}
+	return resp
+}
+
+// queryLen is the size of the query on the wire, when the writer knows
+// it (the UDP socket's), or else as packed.
+func queryLen(w dns.ResponseWriter, msg *dns.Msg) int {
+	if q, ok := w.(interface{ queryLen() int }); ok {
+		return q.queryLen()
+	}
+	return msg.Len()
 }
 
 // addOPT adds the response OPT record when the client sent one; RFC 6891
@@ -142,7 +181,7 @@ func (s *Server) addOPT(r *request, resp *dns.Msg, opts ...dns.EDNS0) {
 		o := new(dns.OPT)
 		o.Hdr.Name = "."
 		o.Hdr.Rrtype = dns.TypeOPT
-		o.SetUDPSize(maxUDPResponse)
+		o.SetUDPSize(uint16(s.cfg.MaxUDPSize))
 		o.SetDo(r.opt.Do())
 		if r.ecs != nil {
 			echo := *r.ecs

@@ -20,6 +20,18 @@ type Metrics struct {
 	answerBlocks           atomic.Uint64
 	cacheHits, cacheMisses atomic.Uint64
 	upstreamErrors         atomic.Uint64
+	staleAnswers           atomic.Uint64
+	// rateLimited counts responses the rate limit truncated (rateSlip)
+	// or dropped (rateDrop).
+	rateLimited [3]atomic.Uint64
+	// truncated counts UDP responses sent truncated for their size.
+	truncated atomic.Uint64
+	// tcpOpen is the number of open TCP connections; tcpRejected counts
+	// those closed at once for the total and the per-client limit;
+	// tcpSlow those closed for sending a query too slowly.
+	tcpOpen     atomic.Int64
+	tcpRejected [2]atomic.Uint64
+	tcpSlow     atomic.Uint64
 
 	propagation prometheus.Histogram
 }
@@ -59,6 +71,9 @@ func (m *Metrics) countBlock(c jurisdiction.Code) {
 // contend for their cache lines at every query.
 type queryStats struct {
 	queries, hits, answerBlocks uint64
+	// dropped and slipped count rate-limited responses; truncated the
+	// responses truncated for their size (slipped ones apart).
+	dropped, slipped, truncated uint64
 	rcodes                      [16]uint64
 	// blocks by jurisdiction: a batch sees few of them.
 	scopes [4]scopeCount
@@ -96,6 +111,15 @@ func (m *Metrics) add(q *queryStats) {
 	if q.answerBlocks > 0 {
 		m.answerBlocks.Add(q.answerBlocks)
 	}
+	if q.dropped > 0 {
+		m.rateLimited[rateDrop].Add(q.dropped)
+	}
+	if q.slipped > 0 {
+		m.rateLimited[rateSlip].Add(q.slipped)
+	}
+	if q.truncated > 0 {
+		m.truncated.Add(q.truncated)
+	}
 	for i, n := range q.rcodes {
 		if n > 0 {
 			m.rcodes[i].Add(n)
@@ -119,12 +143,25 @@ var (
 	descBlocks    = prometheus.NewDesc("writ_dns_blocks_total", "Answers blocked by an order, by the client's jurisdiction (scope).", []string{"scope"}, nil)
 	descAnswer    = prometheus.NewDesc("writ_dns_answer_blocks_total", "Blocks decided on the upstream answer (a blocked address or CNAME target), not the query name.", nil, nil)
 	descCache     = prometheus.NewDesc("writ_dns_cache_lookups_total", "Response cache lookups, by result.", []string{"result"}, nil)
-	descUpstream  = prometheus.NewDesc("writ_dns_upstream_errors_total", "Failed attempts at an upstream resolver (timeouts, errors, SERVFAIL, REFUSED).", nil, nil)
+	descUpstream  = prometheus.NewDesc("writ_dns_upstream_errors_total", "Failed attempts at an upstream resolver (timeouts, errors, garbage, mismatched answers, SERVFAIL, REFUSED).", nil, nil)
+	descStale     = prometheus.NewDesc("writ_dns_stale_answers_total", "Answers served from expired cache entries because no upstream answered (RFC 8767).", nil, nil)
+	descLimited   = prometheus.NewDesc("writ_dns_rate_limited_total", "UDP responses withheld by the rate limit, by action: truncated (sent with TC and no records) or dropped.", []string{"action"}, nil)
+	descTruncated = prometheus.NewDesc("writ_dns_truncated_total", "UDP responses sent truncated (TC) because they exceeded the client's buffer, dns.max_udp_size or the amplification bound.", nil, nil)
+	descTCPOpen   = prometheus.NewDesc("writ_dns_tcp_connections", "Open TCP connections.", nil, nil)
+	descTCPReject = prometheus.NewDesc("writ_dns_tcp_rejected_total", "TCP connections closed at once, by the limit reached: total or client.", []string{"limit"}, nil)
+	descTCPSlow   = prometheus.NewDesc("writ_dns_tcp_slow_clients_total", "TCP connections closed because a query or an answer did not pass within dns.tcp.read_timeout.", nil, nil)
+)
+
+// Indexes of Metrics.tcpRejected.
+const (
+	rejectTotal = iota
+	rejectClient
 )
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descQueries, descResponses, descBlocks, descAnswer, descCache, descUpstream} {
+	for _, d := range []*prometheus.Desc{descQueries, descResponses, descBlocks, descAnswer, descCache, descUpstream,
+		descStale, descLimited, descTruncated, descTCPOpen, descTCPReject, descTCPSlow} {
 		ch <- d
 	}
 	m.propagation.Describe(ch)
@@ -155,5 +192,13 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	counter(descCache, m.cacheHits.Load(), "hit")
 	counter(descCache, m.cacheMisses.Load(), "miss")
 	counter(descUpstream, m.upstreamErrors.Load())
+	counter(descStale, m.staleAnswers.Load())
+	counter(descLimited, m.rateLimited[rateSlip].Load(), "truncated")
+	counter(descLimited, m.rateLimited[rateDrop].Load(), "dropped")
+	counter(descTruncated, m.truncated.Load())
+	ch <- prometheus.MustNewConstMetric(descTCPOpen, prometheus.GaugeValue, float64(m.tcpOpen.Load()))
+	counter(descTCPReject, m.tcpRejected[rejectTotal].Load(), "total")
+	counter(descTCPReject, m.tcpRejected[rejectClient].Load(), "client")
+	counter(descTCPSlow, m.tcpSlow.Load())
 	m.propagation.Collect(ch)
 }

@@ -7,13 +7,10 @@ package dnsserver
 
 import (
 	"context"
-	"errors"
 	"net"
 	"net/netip"
 	"runtime"
 	"sync"
-
-	"github.com/miekg/dns"
 
 	"github.com/writ-project/writ/jurisdiction"
 	"github.com/writ-project/writ/policy"
@@ -37,15 +34,17 @@ type Server struct {
 	scoper  Scoper
 	up      *forwarder
 	cache   *cache
+	limiter *rateLimiter // nil: no rate limit
 	texts   extraTexts
 	Metrics *Metrics
 
-	mu      sync.Mutex
-	udp     []*net.UDPConn
-	servers []*dns.Server // TCP
-	addrs   []net.Addr
-	wg      sync.WaitGroup
-	general sync.WaitGroup // UDP queries on the general path
+	mu       sync.Mutex
+	udp      []*net.UDPConn
+	tcp      []net.Listener
+	tcpConns tcpConns
+	addrs    []net.Addr
+	wg       sync.WaitGroup // read loops, accept loops, TCP connections
+	general  sync.WaitGroup // UDP queries on the general path
 }
 
 // New returns a server for cfg; call Start to serve.
@@ -64,6 +63,7 @@ func New(cfg Config, p Policy, s Scoper) (*Server, error) {
 	if cfg.CacheEntries > 0 {
 		srv.cache = newCache(cfg.CacheEntries, cfg.MaxCacheTTL)
 	}
+	srv.limiter = newRateLimiter(cfg.RateLimit)
 	return srv, nil
 }
 
@@ -73,33 +73,31 @@ func New(cfg Config, p Policy, s Scoper) (*Server, error) {
 //
 // UDP, where nearly all queries arrive, is served by writ's own read
 // loops, one socket and goroutine per processor (SO_REUSEPORT on Linux);
-// TCP by github.com/miekg/dns's server.
+// TCP by an accept loop per address and a goroutine per connection,
+// within the limits of Config.TCP.
 func (s *Server) Start(ctx context.Context) error {
 	var (
 		udp   []*net.UDPConn
-		tcp   []*dns.Server
+		tcp   []net.Listener
 		addrs []net.Addr
 	)
-	closeAll := func() {
-		for _, c := range udp {
-			c.Close()
-		}
-		for _, srv := range tcp {
-			srv.Listener.Close()
-		}
-	}
 	for _, addr := range s.cfg.Listen {
 		conns, ln, err := listen(addr, runtime.GOMAXPROCS(0))
 		if err != nil {
-			closeAll()
+			for _, c := range udp {
+				c.Close()
+			}
+			for _, ln := range tcp {
+				ln.Close()
+			}
 			return err
 		}
 		udp = append(udp, conns...)
-		tcp = append(tcp, &dns.Server{Listener: ln, Handler: s, ReadTimeout: tcpTimeout, WriteTimeout: tcpTimeout})
+		tcp = append(tcp, ln)
 		addrs = append(addrs, conns[0].LocalAddr(), ln.Addr())
 	}
 	s.mu.Lock()
-	s.udp, s.servers, s.addrs = udp, tcp, addrs
+	s.udp, s.tcp, s.addrs = udp, tcp, addrs
 	for _, c := range udp {
 		s.wg.Add(1)
 		go func() {
@@ -107,17 +105,12 @@ func (s *Server) Start(ctx context.Context) error {
 			s.serveUDP(c)
 		}()
 	}
-	for _, srv := range tcp {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
+	for _, ln := range tcp {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := srv.ActivateAndServe(); err != nil && !errors.Is(err, net.ErrClosed) {
-				s.cfg.Logger.Error("dns server stopped", "err", err)
-			}
+			s.serveTCP(ln)
 		}()
-		<-started
 	}
 	s.mu.Unlock()
 	for _, a := range s.addrs {
@@ -137,23 +130,31 @@ func (s *Server) Addrs() []net.Addr {
 	return append([]net.Addr(nil), s.addrs...)
 }
 
-// Shutdown stops serving and waits for the listeners to close.
+// Shutdown stops serving: it closes the sockets and the TCP connections,
+// and waits for the queries being answered, or for ctx to end.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	servers, udp := s.servers, s.udp
-	s.servers, s.udp = nil, nil
+	tcp, udp := s.tcp, s.udp
+	s.tcp, s.udp = nil, nil
 	s.mu.Unlock()
-	var errs []error
 	for _, c := range udp {
 		c.Close()
 	}
-	for _, srv := range servers {
-		if err := srv.ShutdownContext(ctx); err != nil {
-			errs = append(errs, err)
-		}
+	for _, ln := range tcp {
+		ln.Close()
 	}
-	s.wg.Wait()
-	s.general.Wait()
+	s.closeTCP()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		s.general.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 	s.up.closeIdle()
-	return errors.Join(errs...)
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -27,32 +28,93 @@ func (s *Server) serveUDPSimple(conn *net.UDPConn) {
 			s.cfg.Logger.Debug("dns read failed", "err", err)
 			continue
 		}
-		pkt := buf[:n]
-		if resp, ok := s.handleUDP(pkt, from.Addr().Unmap(), sc); ok {
-			s.Metrics.add(&sc.stats)
+		resp := s.dispatchUDP(conn, buf[:n], from, sc, true)
+		s.Metrics.add(&sc.stats)
+		if resp != nil {
 			if _, err := conn.WriteToUDPAddrPort(resp, from); err != nil {
 				s.cfg.Logger.Debug("dns write failed", "client", from.String(), "err", err)
 			}
-			continue
 		}
-		pkt = bytes.Clone(pkt)
-		s.general.Add(1)
-		go func() {
-			defer s.general.Done()
-			s.serveUDPGeneral(conn, pkt, from)
-		}()
 	}
 }
 
-// serveUDPGeneral answers a UDP query on the general path, checking and
-// unpacking it as github.com/miekg/dns's server does for TCP: a response
-// is ignored, a message that is not a query of one question is refused
-// with FORMERR or NOTIMP, and the rest goes to ServeDNS.
-func (s *Server) serveUDPGeneral(conn *net.UDPConn, pkt []byte, from netip.AddrPort) {
+// packetConn is where the general path sends a UDP answer; *net.UDPConn
+// is one.
+type packetConn interface {
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	LocalAddr() net.Addr
+}
+
+// dispatchUDP answers one UDP datagram, as both read loops do: on the
+// fast path, returning the answer to send (nil when there is none), or
+// else on the general path, which sends its own answer on conn, in a
+// goroutine of its own when async so that an upstream round trip never
+// holds up the socket.
+func (s *Server) dispatchUDP(conn packetConn, pkt []byte, from netip.AddrPort, sc *scratch, async bool) []byte {
+	if resp, ok := s.handleUDP(pkt, from.Addr().Unmap(), sc); ok {
+		return resp
+	}
+	limited := sc.limited
+	if !async {
+		s.serveUDPGeneral(conn, pkt, from, limited)
+		return nil
+	}
+	pkt = bytes.Clone(pkt)
+	s.general.Add(1)
+	go func() {
+		defer s.general.Done()
+		s.serveUDPGeneral(conn, pkt, from, limited)
+	}()
+	return nil
+}
+
+// serveUDPGeneral answers a UDP query on the general path: it counts the
+// response against the client's rate limit unless the fast path already
+// did (limited), then answers as serveMessage does.
+func (s *Server) serveUDPGeneral(conn packetConn, pkt []byte, from netip.AddrPort, limited bool) {
 	if len(pkt) < headerLen {
 		return // not even a header: anything sent back could amplify
 	}
-	w := &udpWriter{conn: conn, remote: from}
+	w := &udpWriter{conn: conn, remote: from, qlen: len(pkt)}
+	if s.limiter != nil && !limited {
+		switch s.limiter.check(from.Addr().Unmap(), time.Now().Unix()) {
+		case rateDrop:
+			s.Metrics.countQuery(true)
+			s.Metrics.rateLimited[rateDrop].Add(1)
+			return
+		case rateSlip:
+			s.Metrics.countQuery(true)
+			s.Metrics.rateLimited[rateSlip].Add(1)
+			s.slipGeneral(w, pkt)
+			return
+		}
+	}
+	s.serveMessage(w, pkt)
+}
+
+// slipGeneral sends the truncated answer to a rate-limited query the
+// fast path could not parse, if it is a query of one question; anything
+// else gets nothing.
+func (s *Server) slipGeneral(w *udpWriter, pkt []byte) {
+	req := new(dns.Msg)
+	if req.Unpack(pkt) != nil || req.Response || len(req.Question) != 1 {
+		return
+	}
+	resp := s.truncated(&request{msg: req, opt: req.IsEdns0()}, dns.RcodeSuccess)
+	s.Metrics.countRcode(resp.Rcode)
+	if err := w.WriteMsg(resp); err != nil {
+		s.cfg.Logger.Debug("dns write failed", "client", w.remote.String(), "err", err)
+	}
+}
+
+// serveMessage answers a query in wire format on the general path,
+// checking and unpacking it as github.com/miekg/dns's server does: a
+// response is ignored, a message that is not a query of one question is
+// refused with FORMERR or NOTIMP, and the rest goes to ServeDNS.
+func (s *Server) serveMessage(w dns.ResponseWriter, pkt []byte) {
+	if len(pkt) < headerLen {
+		return
+	}
 	dh := dns.Header{
 		Id:      binary.BigEndian.Uint16(pkt),
 		Bits:    binary.BigEndian.Uint16(pkt[2:]),
@@ -80,8 +142,10 @@ func (s *Server) serveUDPGeneral(conn *net.UDPConn, pkt []byte, from netip.AddrP
 		resp.Rcode = dns.RcodeNotImplemented
 	}
 	resp.Question = req.Question
+	s.Metrics.countQuery(isUDP(w))
+	s.Metrics.countRcode(resp.Rcode)
 	if err := w.WriteMsg(resp); err != nil {
-		s.cfg.Logger.Debug("dns write failed", "client", from.String(), "err", err)
+		s.cfg.Logger.Debug("dns write failed", "client", w.RemoteAddr().String(), "err", err)
 	}
 }
 
@@ -105,9 +169,12 @@ func headerOf(dh dns.Header) dns.MsgHdr {
 
 // udpWriter is the dns.ResponseWriter of a UDP query on the general path.
 type udpWriter struct {
-	conn   *net.UDPConn
+	conn   packetConn
 	remote netip.AddrPort
+	qlen   int // the query's size, which bounds the answer's
 }
+
+func (w *udpWriter) queryLen() int { return w.qlen }
 
 func (w *udpWriter) LocalAddr() net.Addr  { return w.conn.LocalAddr() }
 func (w *udpWriter) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(w.remote) }

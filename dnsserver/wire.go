@@ -62,16 +62,24 @@ type scratch struct {
 	key   [256 + 3]byte
 	out   []byte
 	stats queryStats
+	// limited is set when handleUDP hands a query to the general path
+	// after counting it against the client's rate limit, so that the
+	// general path does not count it again.
+	limited bool
 }
 
-func newScratch() *scratch { return &scratch{out: make([]byte, 0, maxUDPResponse+512)} }
+// responseBuffer is the capacity of a fast path response buffer: more
+// than any UDP response may be (see blockUDP).
+const responseBuffer = maxUDPSize + 512
+
+func newScratch() *scratch { return &scratch{out: make([]byte, 0, responseBuffer)} }
 
 // parseQuery parses a query the fast path can answer. It returns false
 // for anything else: responses, other opcodes or classes, more than one
 // question or record, compression or unusual bytes in the name, OPT
 // records of other versions or with Client Subnet, malformed messages;
 // the general path handles those as it always has.
-func parseQuery(pkt []byte, q *wireQuery, sc *scratch) bool {
+func parseQuery(pkt []byte, q *wireQuery, sc *scratch, maxUDP int) bool {
 	if len(pkt) < headerLen+5 {
 		return false
 	}
@@ -142,7 +150,7 @@ func parseQuery(pkt []byte, q *wireQuery, sc *scratch) bool {
 			return false
 		}
 		q.edns = true
-		q.udpSize = max(dns.MinMsgSize, min(int(binary.BigEndian.Uint16(pkt[off+3:])), maxUDPResponse))
+		q.udpSize = max(dns.MinMsgSize, min(int(binary.BigEndian.Uint16(pkt[off+3:])), maxUDP))
 		q.do = pkt[off+7]&ednsDOFlag != 0
 		rdlen := int(binary.BigEndian.Uint16(pkt[off+9:]))
 		off += 11
@@ -192,11 +200,29 @@ func cacheFlags(do, cd bool) byte {
 
 // handleUDP answers one UDP query on the fast path. It returns the
 // response (in sc.out) and true, or false when the query needs the
-// general path: then nothing was counted or sent.
+// general path: then nothing was sent or counted but, when sc.limited is
+// set, the client's rate. A nil response with true means the rate limit
+// dropped it.
 func (s *Server) handleUDP(pkt []byte, from netip.Addr, sc *scratch) ([]byte, bool) {
+	sc.limited = false
 	var q wireQuery
-	if !parseQuery(pkt, &q, sc) {
+	if !parseQuery(pkt, &q, sc, s.cfg.MaxUDPSize) {
 		return nil, false
+	}
+	q.udpSize = s.udpLimit(q.udpSize, len(pkt))
+	now := time.Now()
+	if s.limiter != nil {
+		switch s.limiter.check(from, now.Unix()) {
+		case rateDrop:
+			sc.stats.queries++
+			sc.stats.dropped++
+			return nil, true
+		case rateSlip:
+			sc.stats.queries++
+			sc.stats.slipped++
+			return s.truncatedUDP(pkt, &q, dns.RcodeSuccess, sc), true
+		}
+		sc.limited = true
 	}
 	var code jurisdiction.Code
 	if s.scoper != nil {
@@ -204,14 +230,14 @@ func (s *Server) handleUDP(pkt []byte, from netip.Addr, sc *scratch) ([]byte, bo
 	}
 	snap := s.policy.Load()
 	if ref := snap.MatchName(q.name, code); ref != nil {
-		return s.blockUDP(pkt, &q, ref, code, sc, false)
+		return s.blockUDP(pkt, &q, ref, code, sc, false, now)
 	}
 	if s.cache == nil {
 		return nil, false
 	}
-	now := time.Now()
 	e := s.cache.get(q.key, now)
-	if e == nil || e.qend != q.qend {
+	if e == nil || e.stale || e.qend != q.qend {
+		// A stale answer carries EDE 3: the general path adds it.
 		return nil, false
 	}
 	// The cache is per name; the decision is per client. An answer whose
@@ -226,17 +252,21 @@ func (s *Server) handleUDP(pkt []byte, from netip.Addr, sc *scratch) ([]byte, bo
 				ref = snap.MatchAddr(c.addr, code)
 			}
 			if ref != nil {
-				return s.blockUDP(pkt, &q, ref, code, sc, true)
+				return s.blockUDP(pkt, &q, ref, code, sc, true, now)
 			}
 		}
 	}
 
+	sc.stats.queries++
+	sc.stats.hits++
+	rcode := int(e.wire[3] & 0xf)
 	size := len(e.wire)
 	if q.edns {
 		size += optLen
 	}
 	if size > q.udpSize {
-		return nil, false // truncation: the general path
+		sc.stats.truncated++
+		return s.truncatedUDP(pkt, &q, rcode, sc), true
 	}
 	out := append(sc.out[:0], e.wire...)
 	binary.BigEndian.PutUint16(out, q.id)
@@ -253,13 +283,39 @@ func (s *Server) handleUDP(pkt []byte, from netip.Addr, sc *scratch) ([]byte, bo
 		binary.BigEndian.PutUint32(out[off:], ttl)
 	}
 	if q.edns {
-		out = appendOPT(out, q.do)
+		out = s.appendOPT(out, q.do)
 	}
-	sc.stats.queries++
-	sc.stats.hits++
-	sc.stats.rcodes[e.wire[3]&0xf]++
+	sc.stats.rcodes[rcode]++
 	sc.out = out
 	return out, true
+}
+
+// udpLimit is the largest UDP response to a query of qlen bytes from a
+// client whose buffer is size bytes: the buffer, unless the amplification
+// bound is smaller.
+func (s *Server) udpLimit(size, qlen int) int {
+	if f := s.cfg.MaxAmplification; f > 0 && f*qlen < size {
+		return f * qlen
+	}
+	return size
+}
+
+// truncatedUDP writes into sc.out the truncated response to q: the
+// header with TC set and rcode, the question, and an OPT record without
+// options if the client sent one. It is no larger than the query, so it
+// fits every bound. The general path's truncated is the same response.
+func (s *Server) truncatedUDP(pkt []byte, q *wireQuery, rcode int, sc *scratch) []byte {
+	out := sc.out[:0]
+	out = binary.BigEndian.AppendUint16(out, q.id)
+	out = binary.BigEndian.AppendUint16(out, flagQR|flagRA|flagTC|q.flags&(flagRD|flagCD)|uint16(rcode))
+	out = append(out, 0, 1, 0, 0, 0, 0, 0, 0)
+	out = append(out, pkt[headerLen:q.qend]...)
+	if q.edns {
+		out = s.appendOPT(out, q.do)
+	}
+	sc.stats.rcodes[rcode]++
+	sc.out = out
+	return out
 }
 
 // optLen is the length of an OPT record without options.
@@ -267,12 +323,13 @@ const optLen = 11
 
 // appendOPT appends the response's OPT record, with no options, and
 // counts it in the header.
-func appendOPT(out []byte, do bool) []byte {
+func (s *Server) appendOPT(out []byte, do bool) []byte {
 	var flags byte
 	if do {
 		flags = ednsDOFlag
 	}
-	out = append(out, 0, 0, byte(dns.TypeOPT), byte(maxUDPResponse>>8), byte(maxUDPResponse&0xff), 0, 0, flags, 0, 0, 0)
+	size := s.cfg.MaxUDPSize
+	out = append(out, 0, 0, byte(dns.TypeOPT), byte(size>>8), byte(size), 0, 0, flags, 0, 0, 0)
 	binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(out[10:])+1)
 	return out
 }
@@ -281,8 +338,7 @@ func appendOPT(out []byte, do bool) []byte {
 // configured mode, with the order's EDE template when the client speaks
 // EDNS: the full justification if it fits the client's buffer, else the
 // contact alone, else the bare code, as block does on the general path.
-func (s *Server) blockUDP(pkt []byte, q *wireQuery, ref *policy.OrderRef, code jurisdiction.Code, sc *scratch, byAnswer bool) ([]byte, bool) {
-	now := time.Now()
+func (s *Server) blockUDP(pkt []byte, q *wireQuery, ref *policy.OrderRef, code jurisdiction.Code, sc *scratch, byAnswer bool, now time.Time) ([]byte, bool) {
 	rcode := dns.RcodeRefused
 	var answer []byte
 	switch s.cfg.BlockMode {
@@ -302,9 +358,6 @@ func (s *Server) blockUDP(pkt []byte, q *wireQuery, ref *policy.OrderRef, code j
 	size := q.qend
 	if answer != nil {
 		size += 12 + len(answer)
-	}
-	if size > q.udpSize {
-		return nil, false // a name too long for the client's buffer
 	}
 	// Nothing appended below outgrows sc.out, whose capacity exceeds
 	// every size allowed: the fast path does not allocate.
@@ -326,8 +379,8 @@ func (s *Server) blockUDP(pkt []byte, q *wireQuery, ref *policy.OrderRef, code j
 		out = binary.BigEndian.AppendUint16(out, uint16(len(answer)))
 		out = append(out, answer...)
 	}
+	fitted := !q.edns && len(out) <= q.udpSize
 	if q.edns {
-		fitted := false
 		for _, opt := range s.texts.get(s, ref).opts {
 			if len(out)+len(opt) <= q.udpSize {
 				base := len(out)
@@ -340,9 +393,6 @@ func (s *Server) blockUDP(pkt []byte, q *wireQuery, ref *policy.OrderRef, code j
 				break
 			}
 		}
-		if !fitted {
-			return nil, false
-		}
 	}
 	sc.stats.queries++
 	if byAnswer {
@@ -350,6 +400,12 @@ func (s *Server) blockUDP(pkt []byte, q *wireQuery, ref *policy.OrderRef, code j
 	}
 	s.countOrderBlock(ref, now)
 	sc.stats.block(code, s.Metrics)
+	if !fitted {
+		// Not even the bare notice fits (a long name, a small bound):
+		// the client asks again over TCP.
+		sc.stats.truncated++
+		return s.truncatedUDP(pkt, q, rcode, sc), true
+	}
 	sc.stats.rcodes[rcode]++
 	sc.out = out
 	return out, true
@@ -368,11 +424,12 @@ func (s *Server) sinkholeTTL(ref *policy.OrderRef, now time.Time) time.Duration 
 	return ttl
 }
 
-// optTemplate returns the wire form of a response OPT record carrying
-// EDE 16 (Censored) with text, the DO flag clear.
-func optTemplate(text string) []byte {
+// optTemplate returns the wire form of a response OPT record
+// advertising size, carrying EDE 16 (Censored) with text, the DO flag
+// clear.
+func optTemplate(text string, size int) []byte {
 	ede := 2 + len(text)
-	b := []byte{0, 0, byte(dns.TypeOPT), byte(maxUDPResponse >> 8), byte(maxUDPResponse & 0xff), 0, 0, 0, 0}
+	b := []byte{0, 0, byte(dns.TypeOPT), byte(size >> 8), byte(size), 0, 0, 0, 0}
 	b = binary.BigEndian.AppendUint16(b, uint16(4+ede))
 	b = binary.BigEndian.AppendUint16(b, dns.EDNS0EDE)
 	b = binary.BigEndian.AppendUint16(b, uint16(ede))

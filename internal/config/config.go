@@ -81,6 +81,14 @@ type DNS struct {
 	ECSTrusted      []string `yaml:"ecs_trusted"`
 	CacheEntries    int      `yaml:"cache_entries"`
 	MaxCacheTTL     Duration `yaml:"max_cache_ttl"`
+	// Hardening (see dnsharden.go).
+	MaxUDPSize       int          `yaml:"max_udp_size"`
+	MaxAmplification *int         `yaml:"max_amplification"`
+	MinimalResponses *bool        `yaml:"minimal_responses"`
+	ServeStale       Duration     `yaml:"serve_stale"`
+	StaleTTL         Duration     `yaml:"stale_ttl"`
+	RateLimit        DNSRateLimit `yaml:"rate_limit"`
+	TCP              DNSTCP       `yaml:"tcp"`
 }
 
 // HTTP configures the API and public record server.
@@ -311,21 +319,11 @@ func (c *Config) Resolve() (*Resolved, error) {
 	}
 	d.SinkholeV4 = parseAddr("dns.sinkhole_ipv4", c.DNS.SinkholeIPv4)
 	d.SinkholeV6 = parseAddr("dns.sinkhole_ipv6", c.DNS.SinkholeIPv6)
-	for i, s := range c.DNS.ECSTrusted {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				bad(fmt.Sprintf("dns.ecs_trusted[%d]", i), "%q is not an IP address or prefix", s)
-				continue
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		d.ECSTrusted = append(d.ECSTrusted, p.Masked())
-	}
+	d.ECSTrusted = parseNetworks("dns.ecs_trusted", c.DNS.ECSTrusted, bad)
 	if c.DNS.CacheEntries < 0 {
 		d.CacheEntries = -1
 	}
+	c.resolveDNSHardening(&d, bad)
 	r.DNS = d
 	for _, l := range c.DNS.Listen {
 		if !validListen(l) {

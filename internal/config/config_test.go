@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -98,6 +99,24 @@ dns:
   ecs_trusted: [192.0.2.1, 198.51.100.0/24, "2001:db8:1::/48"]
   cache_entries: 5000
   max_cache_ttl: 10m
+  max_udp_size: 1400
+  max_amplification: 0
+  minimal_responses: false
+  serve_stale: 1d
+  stale_ttl: 10s
+  rate_limit:
+    responses_per_second: 200
+    slip: 0
+    ipv4_prefix_length: 32
+    ipv6_prefix_length: 64
+    max_clients: 1024
+    exempt: []
+  tcp:
+    max_connections: 100
+    max_connections_per_client: 4
+    idle_timeout: 3s
+    read_timeout: 2s
+    pipeline: 8
 http:
   listen: 0.0.0.0:8443
   public_url: https://writ.isp.example
@@ -206,16 +225,25 @@ func TestLoadFull(t *testing.T) {
 		Node:    "resolver-2",
 		Log:     Log{Level: "debug", Format: "json"},
 		DNS: DNS{
-			Listen:          []string{"127.0.0.1:5300", "[::1]:5300"},
-			Upstreams:       []string{"9.9.9.9", "149.112.112.112:53"},
-			UpstreamTimeout: Duration(1500 * time.Millisecond),
-			BlockMode:       "sinkhole",
-			SinkholeIPv4:    "192.0.2.53",
-			SinkholeIPv6:    "2001:db8::53",
-			BlockTTL:        Duration(5 * time.Minute),
-			ECSTrusted:      []string{"192.0.2.1", "198.51.100.0/24", "2001:db8:1::/48"},
-			CacheEntries:    5000,
-			MaxCacheTTL:     Duration(10 * time.Minute),
+			Listen:           []string{"127.0.0.1:5300", "[::1]:5300"},
+			Upstreams:        []string{"9.9.9.9", "149.112.112.112:53"},
+			UpstreamTimeout:  Duration(1500 * time.Millisecond),
+			BlockMode:        "sinkhole",
+			SinkholeIPv4:     "192.0.2.53",
+			SinkholeIPv6:     "2001:db8::53",
+			BlockTTL:         Duration(5 * time.Minute),
+			ECSTrusted:       []string{"192.0.2.1", "198.51.100.0/24", "2001:db8:1::/48"},
+			CacheEntries:     5000,
+			MaxCacheTTL:      Duration(10 * time.Minute),
+			MaxUDPSize:       1400,
+			MaxAmplification: ptr(0),
+			MinimalResponses: ptr(false),
+			ServeStale:       Duration(24 * time.Hour),
+			StaleTTL:         Duration(10 * time.Second),
+			RateLimit: DNSRateLimit{ResponsesPerSecond: ptr(200), Slip: ptr(0), IPv4PrefixLength: 32, IPv6PrefixLength: 64,
+				MaxClients: 1024, Exempt: &[]string{}},
+			TCP: DNSTCP{MaxConnections: 100, MaxConnectionsPerClient: 4, IdleTimeout: Duration(3 * time.Second),
+				ReadTimeout: Duration(2 * time.Second), Pipeline: 8},
 		},
 		HTTP: HTTP{Listen: "0.0.0.0:8443", PublicURL: "https://writ.isp.example", MaxBodyBytes: 1 << 20,
 			RateLimit: RateLimit{RequestsPerSecond: ptr(5.0), Burst: ptr(20), ContestsPerHour: ptr(3), MaxClients: 1000, TrustedProxies: []string{"10.0.0.1", "192.0.2.0/24"}}},
@@ -279,6 +307,16 @@ func TestLoadFull(t *testing.T) {
 		d.BlockTTL != 5*time.Minute || d.CacheEntries != 5000 || d.MaxCacheTTL != 10*time.Minute ||
 		d.Operator != "Example ISP" || !slices.Equal(d.Contact, want.Operator.Contact) || d.Language != "fr" {
 		t.Errorf("DNS config: %+v", d)
+	}
+	if d.MaxUDPSize != 1400 || d.MaxAmplification != -1 || !d.FullResponses || d.MaxStale != 24*time.Hour || d.StaleTTL != 10*time.Second {
+		t.Errorf("DNS sizes and staleness: %+v", d)
+	}
+	if rl := d.RateLimit; rl.ResponsesPerSecond != 200 || rl.Slip != -1 || rl.IPv4PrefixLen != 32 || rl.IPv6PrefixLen != 64 ||
+		rl.MaxClients != 1024 || rl.Exempt == nil || len(rl.Exempt) != 0 {
+		t.Errorf("DNS rate limit: %+v (an empty exempt list must stay empty, not become the default)", rl)
+	}
+	if tc := d.TCP; tc != (dnsserver.TCPLimits{MaxConnections: 100, MaxConnectionsPerClient: 4, IdleTimeout: 3 * time.Second, ReadTimeout: 2 * time.Second, Pipeline: 8}) {
+		t.Errorf("DNS TCP limits: %+v", tc)
 	}
 	if wantECS := []netip.Prefix{netip.MustParsePrefix("192.0.2.1/32"), netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8:1::/48")}; !slices.Equal(d.ECSTrusted, wantECS) {
 		t.Errorf("ECS trusted %v, want %v", d.ECSTrusted, wantECS)
@@ -480,6 +518,21 @@ func TestResolveErrors(t *testing.T) {
 		{"sinkhole without address", func(c *Config) { c.DNS.BlockMode = "sinkhole" }, []string{"sinkhole"}},
 		{"ecs trusted", func(c *Config) { c.DNS.ECSTrusted = []string{"bogus"} }, []string{"dns.ecs_trusted[0]", `"bogus"`}},
 		{"ecs trusted second", func(c *Config) { c.DNS.ECSTrusted = []string{"192.0.2.0/24", "192.0.2.0/33"} }, []string{"dns.ecs_trusted[1]", `"192.0.2.0/33"`}},
+		{"max udp size", func(c *Config) { c.DNS.MaxUDPSize = 100 }, []string{"dns.max_udp_size", "100", "512 to 4096"}},
+		{"max amplification", func(c *Config) { c.DNS.MaxAmplification = ptr(-1) }, []string{"dns.max_amplification", "-1"}},
+		{"serve stale", func(c *Config) { c.DNS.ServeStale = Duration(-time.Hour) }, []string{"dns.serve_stale", "-1h"}},
+		{"stale ttl", func(c *Config) { c.DNS.StaleTTL = Duration(-time.Second) }, []string{"dns.stale_ttl", "-1s"}},
+		{"rrl rate", func(c *Config) { c.DNS.RateLimit.ResponsesPerSecond = ptr(-5) }, []string{"dns.rate_limit.responses_per_second", "-5"}},
+		{"rrl slip", func(c *Config) { c.DNS.RateLimit.Slip = ptr(-1) }, []string{"dns.rate_limit.slip", "-1"}},
+		{"rrl ipv4 prefix", func(c *Config) { c.DNS.RateLimit.IPv4PrefixLength = 33 }, []string{"dns.rate_limit.ipv4_prefix_length", "33"}},
+		{"rrl ipv6 prefix", func(c *Config) { c.DNS.RateLimit.IPv6PrefixLength = 129 }, []string{"dns.rate_limit.ipv6_prefix_length", "129"}},
+		{"rrl table", func(c *Config) { c.DNS.RateLimit.MaxClients = -1 }, []string{"dns.rate_limit.max_clients", "-1"}},
+		{"rrl exempt", func(c *Config) { c.DNS.RateLimit.Exempt = &[]string{"10.0.0.0/8", "local"} }, []string{"dns.rate_limit.exempt[1]", `"local"`}},
+		{"tcp connections", func(c *Config) { c.DNS.TCP.MaxConnections = -1 }, []string{"dns.tcp.max_connections", "-1"}},
+		{"tcp per client", func(c *Config) { c.DNS.TCP.MaxConnectionsPerClient = -2 }, []string{"dns.tcp.max_connections_per_client", "-2"}},
+		{"tcp pipeline", func(c *Config) { c.DNS.TCP.Pipeline = -3 }, []string{"dns.tcp.pipeline", "-3"}},
+		{"tcp idle", func(c *Config) { c.DNS.TCP.IdleTimeout = Duration(-time.Second) }, []string{"dns.tcp.idle_timeout", "-1s"}},
+		{"tcp read", func(c *Config) { c.DNS.TCP.ReadTimeout = Duration(-time.Second) }, []string{"dns.tcp.read_timeout", "-1s"}},
 		{"dns listen", func(c *Config) { c.DNS.Listen = []string{"127.0.0.1:5353", "5353"} }, []string{"dns.listen", `"5353"`}},
 		{"dns listen no port", func(c *Config) { c.DNS.Listen = []string{"127.0.0.1"} }, []string{"dns.listen", `"127.0.0.1"`}},
 		{"http listen", func(c *Config) { c.HTTP.Listen = "localhost" }, []string{"http.listen", `"localhost"`}},
@@ -637,47 +690,63 @@ func TestExampleFile(t *testing.T) {
 		t.Errorf("example differs from Default(): %+v", c)
 	}
 	for name, pair := range map[string][2]any{
-		"dns.upstream_timeout":               {time.Duration(c.DNS.UpstreamTimeout), dnsserver.DefaultUpstreamTimeout},
-		"dns.block_mode":                     {r.DNS.BlockMode, dnsserver.Refused},
-		"dns.block_ttl":                      {time.Duration(c.DNS.BlockTTL), dnsserver.DefaultBlockTTL},
-		"dns.cache_entries":                  {c.DNS.CacheEntries, dnsserver.DefaultCacheEntries},
-		"dns.max_cache_ttl":                  {time.Duration(c.DNS.MaxCacheTTL), dnsserver.DefaultMaxCacheTTL},
-		"dns.ecs_trusted":                    {len(c.DNS.ECSTrusted), 0},
-		"dns.sinkhole_ipv4":                  {c.DNS.SinkholeIPv4, ""},
-		"dns.sinkhole_ipv6":                  {c.DNS.SinkholeIPv6, ""},
-		"http.public_url":                    {c.HTTP.PublicURL, ""},
-		"http.max_body_bytes":                {c.HTTP.MaxBodyBytes, int64(api.DefaultMaxBodyBytes)},
-		"http.rate_limit":                    {r.RateLimit.PerSecond, float64(api.DefaultRequestsPerSecond)},
-		"http.rate_limit.burst":              {r.RateLimit.Burst, api.DefaultBurst},
-		"http.rate_limit.contests_per_hour":  {r.RateLimit.ContestsPerHour, api.DefaultContestsPerHour},
-		"http.rate_limit.max_clients":        {r.RateLimit.MaxClients, api.DefaultMaxClients},
-		"http.rate_limit.trusted_proxies":    {len(r.RateLimit.TrustedProxies), 0},
-		"api.token_file":                     {c.API.TokenFile, ""},
-		"operator.name":                      {c.Operator.Name, ""},
-		"operator.contact":                   {len(c.Operator.Contact), 0},
-		"scopes":                             {len(c.Scopes), 0},
-		"geoip_database":                     {c.GeoIPDatabase, ""},
-		"orders.default_expiry":              {time.Duration(c.Orders.DefaultExpiry), time.Duration(0)},
-		"orders.allow_open_ended":            {c.Orders.AllowOpenEnded, false},
-		"orders.review_delegated_reporters":  {c.Orders.ReviewDelegatedReporters, true},
-		"orders.review_exempt_authorities":   {len(c.Orders.ReviewExemptAuthorities), 0},
-		"ledger.origin":                      {c.Ledger.Origin, ""},
-		"lumen.url":                          {c.Lumen.URL, ""},
-		"lumen.token_file":                   {c.Lumen.TokenFile, ""},
-		"orders.expiry_reminder":             {time.Duration(c.Orders.ExpiryReminder), DefaultExpiryReminder},
-		"orders.shared_infrastructure_lists": {len(c.Orders.SharedInfraLists), 0},
-		"orders.passive_dns_file":            {c.Orders.PassiveDNSFile, ""},
-		"orders.shared_names_threshold":      {c.Orders.SharedNamesThreshold, 0},
-		"orders.max_targets":                 {c.Orders.MaxTargets, order.DefaultMaxTargets},
-		"orders.shared_infrastructure_file":  {c.Orders.SharedInfraFile, ""},
-		"orders.max_prefix_bits_ipv4":        {c.Orders.MaxPrefixBitsIPv4, order.DefaultMaxPrefixBits4},
-		"orders.max_prefix_bits_ipv6":        {c.Orders.MaxPrefixBitsIPv6, order.DefaultMaxPrefixBits6},
-		"orders.allow_names":                 {len(c.Orders.AllowNames), 0},
-		"console.enabled":                    {c.Console.Enabled, true},
-		"node":                               {c.Node, ""},
-		"store.url":                          {c.Store.URL, ""},
-		"store.sync_interval":                {r.Store.SyncInterval, DefaultSyncInterval},
-		"console.idle_timeout":               {time.Duration(c.Console.IdleTimeout), web.DefaultIdleTimeout},
+		"dns.upstream_timeout":                {time.Duration(c.DNS.UpstreamTimeout), dnsserver.DefaultUpstreamTimeout},
+		"dns.block_mode":                      {r.DNS.BlockMode, dnsserver.Refused},
+		"dns.block_ttl":                       {time.Duration(c.DNS.BlockTTL), dnsserver.DefaultBlockTTL},
+		"dns.cache_entries":                   {c.DNS.CacheEntries, dnsserver.DefaultCacheEntries},
+		"dns.max_cache_ttl":                   {time.Duration(c.DNS.MaxCacheTTL), dnsserver.DefaultMaxCacheTTL},
+		"dns.ecs_trusted":                     {len(c.DNS.ECSTrusted), 0},
+		"dns.sinkhole_ipv4":                   {c.DNS.SinkholeIPv4, ""},
+		"dns.sinkhole_ipv6":                   {c.DNS.SinkholeIPv6, ""},
+		"dns.max_udp_size":                    {r.DNS.MaxUDPSize, dnsserver.DefaultMaxUDPSize},
+		"dns.max_amplification":               {r.DNS.MaxAmplification, dnsserver.DefaultMaxAmplification},
+		"dns.minimal_responses":               {r.DNS.FullResponses, false},
+		"dns.serve_stale":                     {r.DNS.MaxStale, time.Duration(0)},
+		"dns.stale_ttl":                       {r.DNS.StaleTTL, dnsserver.DefaultStaleTTL},
+		"dns.rate_limit.responses_per_second": {r.DNS.RateLimit.ResponsesPerSecond, dnsserver.DefaultRateLimit},
+		"dns.rate_limit.slip":                 {r.DNS.RateLimit.Slip, dnsserver.DefaultSlip},
+		"dns.rate_limit.ipv4_prefix_length":   {r.DNS.RateLimit.IPv4PrefixLen, dnsserver.DefaultIPv4PrefixLen},
+		"dns.rate_limit.ipv6_prefix_length":   {r.DNS.RateLimit.IPv6PrefixLen, dnsserver.DefaultIPv6PrefixLen},
+		"dns.rate_limit.max_clients":          {r.DNS.RateLimit.MaxClients, dnsserver.DefaultRateLimitTable},
+		"dns.rate_limit.exempt":               {fmt.Sprint(r.DNS.RateLimit.Exempt), "[127.0.0.0/8 ::1/128]"},
+		"dns.tcp.max_connections":             {r.DNS.TCP.MaxConnections, dnsserver.DefaultTCPMaxConnections},
+		"dns.tcp.max_connections_per_client":  {r.DNS.TCP.MaxConnectionsPerClient, dnsserver.DefaultTCPMaxConnectionsPerClient},
+		"dns.tcp.idle_timeout":                {r.DNS.TCP.IdleTimeout, dnsserver.DefaultTCPIdleTimeout},
+		"dns.tcp.read_timeout":                {r.DNS.TCP.ReadTimeout, dnsserver.DefaultTCPReadTimeout},
+		"dns.tcp.pipeline":                    {r.DNS.TCP.Pipeline, dnsserver.DefaultTCPPipeline},
+		"http.public_url":                     {c.HTTP.PublicURL, ""},
+		"http.max_body_bytes":                 {c.HTTP.MaxBodyBytes, int64(api.DefaultMaxBodyBytes)},
+		"http.rate_limit":                     {r.RateLimit.PerSecond, float64(api.DefaultRequestsPerSecond)},
+		"http.rate_limit.burst":               {r.RateLimit.Burst, api.DefaultBurst},
+		"http.rate_limit.contests_per_hour":   {r.RateLimit.ContestsPerHour, api.DefaultContestsPerHour},
+		"http.rate_limit.max_clients":         {r.RateLimit.MaxClients, api.DefaultMaxClients},
+		"http.rate_limit.trusted_proxies":     {len(r.RateLimit.TrustedProxies), 0},
+		"api.token_file":                      {c.API.TokenFile, ""},
+		"operator.name":                       {c.Operator.Name, ""},
+		"operator.contact":                    {len(c.Operator.Contact), 0},
+		"scopes":                              {len(c.Scopes), 0},
+		"geoip_database":                      {c.GeoIPDatabase, ""},
+		"orders.default_expiry":               {time.Duration(c.Orders.DefaultExpiry), time.Duration(0)},
+		"orders.allow_open_ended":             {c.Orders.AllowOpenEnded, false},
+		"orders.review_delegated_reporters":   {c.Orders.ReviewDelegatedReporters, true},
+		"orders.review_exempt_authorities":    {len(c.Orders.ReviewExemptAuthorities), 0},
+		"ledger.origin":                       {c.Ledger.Origin, ""},
+		"lumen.url":                           {c.Lumen.URL, ""},
+		"lumen.token_file":                    {c.Lumen.TokenFile, ""},
+		"orders.expiry_reminder":              {time.Duration(c.Orders.ExpiryReminder), DefaultExpiryReminder},
+		"orders.shared_infrastructure_lists":  {len(c.Orders.SharedInfraLists), 0},
+		"orders.passive_dns_file":             {c.Orders.PassiveDNSFile, ""},
+		"orders.shared_names_threshold":       {c.Orders.SharedNamesThreshold, 0},
+		"orders.max_targets":                  {c.Orders.MaxTargets, order.DefaultMaxTargets},
+		"orders.shared_infrastructure_file":   {c.Orders.SharedInfraFile, ""},
+		"orders.max_prefix_bits_ipv4":         {c.Orders.MaxPrefixBitsIPv4, order.DefaultMaxPrefixBits4},
+		"orders.max_prefix_bits_ipv6":         {c.Orders.MaxPrefixBitsIPv6, order.DefaultMaxPrefixBits6},
+		"orders.allow_names":                  {len(c.Orders.AllowNames), 0},
+		"console.enabled":                     {c.Console.Enabled, true},
+		"node":                                {c.Node, ""},
+		"store.url":                           {c.Store.URL, ""},
+		"store.sync_interval":                 {r.Store.SyncInterval, DefaultSyncInterval},
+		"console.idle_timeout":                {time.Duration(c.Console.IdleTimeout), web.DefaultIdleTimeout},
 	} {
 		if pair[0] != pair[1] {
 			t.Errorf("writ.example.yaml: %s is %v, but the default is %v", name, pair[0], pair[1])

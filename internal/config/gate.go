@@ -88,14 +88,7 @@ func (g Gate) Resolve(op Operator, publicURL string) (*ResolvedGate, error) {
 			r.Gate.BlockedBy = base + "/"
 		}
 	}
-	for i, s := range g.TrustedProxies {
-		p, err := parsePrefixOrAddr(s)
-		if err != nil {
-			bad(fmt.Sprintf("trusted_proxies[%d]", i), "%q is not an IP address or prefix", s)
-			continue
-		}
-		r.Gate.TrustedProxies = append(r.Gate.TrustedProxies, p)
-	}
+	r.Gate.TrustedProxies = parseNetworks("trusted_proxies", g.TrustedProxies, bad)
 	if g.ClientIPHeader != "" {
 		switch strings.ToLower(g.ClientIPHeader) {
 		case "x-forwarded-for", "forwarded":
@@ -185,5 +178,6 @@ func parsePrefixOrAddr(s string) (netip.Prefix, error) {
 	if err != nil {
 		return netip.Prefix{}, err
 	}
+	a = a.Unmap() // ::ffff:192.0.2.1 is how an IPv4 client may appear
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }

@@ -1,9 +1,7 @@
 package config
 
 import (
-	"fmt"
 	"math"
-	"net/netip"
 
 	"github.com/writ-project/writ/api"
 )
@@ -65,17 +63,6 @@ func (c *Config) resolveRateLimit(bad func(key, format string, args ...any)) api
 	case in.MaxClients > 0:
 		out.MaxClients = in.MaxClients
 	}
-	for i, s := range in.TrustedProxies {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				bad(fmt.Sprintf("http.rate_limit.trusted_proxies[%d]", i), "%q is not an IP address or prefix", s)
-				continue
-			}
-			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
-		}
-		out.TrustedProxies = append(out.TrustedProxies, p.Masked())
-	}
+	out.TrustedProxies = parseNetworks("http.rate_limit.trusted_proxies", in.TrustedProxies, bad)
 	return out
 }

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"fmt"
-	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -100,18 +98,7 @@ func (c *Config) resolveRPZ(bad func(key, format string, args ...any)) *rpz.Conf
 		}
 		out.Scopes = append(out.Scopes, code)
 	}
-	for i, s := range in.AllowTransfer {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				bad(fmt.Sprintf("rpz.allow_transfer[%d]", i), "%q is not an IP address or prefix", s)
-				return nil
-			}
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		out.AllowTransfer = append(out.AllowTransfer, p.Masked())
-	}
+	out.AllowTransfer = parseNetworks("rpz.allow_transfer", in.AllowTransfer, bad)
 	for _, k := range in.TSIGKeys {
 		out.TSIGKeys = append(out.TSIGKeys, rpz.TSIGKey{Name: k.Name, Algorithm: k.Algorithm, Secret: k.Secret})
 	}
