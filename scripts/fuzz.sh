@@ -8,6 +8,7 @@
 #   scripts/fuzz.sh            10s per target (or $FUZZTIME)
 #   scripts/fuzz.sh 5m         five minutes per target
 #   FUZZTIME=20s scripts/fuzz.sh
+#   scripts/fuzz.sh 1m 'FuzzServe|FuzzVerify'   only the targets matching
 #
 # The time is anything -fuzztime takes: a duration, or a count such as
 # 10000x. The seed corpora alone run with every `go test`.
@@ -15,13 +16,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 fuzztime=${1:-${FUZZTIME:-10s}}
+only=${2:-.}
 
 # Targets as "package function" pairs, from the test files.
 targets=()
 while IFS= read -r file; do
   pkg=./$(dirname "${file#./}")
   while IFS= read -r name; do
-    targets+=("$pkg $name")
+    if [[ $name =~ $only ]]; then targets+=("$pkg $name"); fi
   done < <(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(f \*testing\.F).*/\1/p' "$file")
 done < <(grep -rl --include='*_test.go' '^func Fuzz' . | grep -v '^./.git/' | sort)
 
@@ -31,14 +33,39 @@ if ((${#targets[@]} == 0)); then
 fi
 echo "fuzz.sh: ${#targets[@]} targets, $fuzztime each"
 
+# count_inputs prints how many inputs the target's corpus directory holds.
+count_inputs() {
+  local dir=$1
+  if [[ -d $dir ]]; then find "$dir" -type f | wc -l; else echo 0; fi
+}
+
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+races=0
 for t in "${targets[@]}"; do
   read -r pkg name <<<"$t"
   echo "== $pkg $name ($fuzztime)"
   start=$(date +%s)
-  if ! go test "$pkg" -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime"; then
-    echo "fuzz.sh: $pkg $name FAILED after $(($(date +%s) - start))s; the failing input is in $pkg/testdata/fuzz/$name/" >&2
-    exit 1
+  corpus=$pkg/testdata/fuzz/$name
+  before=$(count_inputs "$corpus")
+  if go test "$pkg" -run '^$' -fuzz "^$name\$" -fuzztime "$fuzztime" 2>&1 | tee "$log"; then
+    echo "== $pkg $name passed in $(($(date +%s) - start))s"
+    continue
   fi
-  echo "== $pkg $name passed in $(($(date +%s) - start))s"
+  # Go 1.26's fuzzing coordinator can report the end of -fuzztime itself
+  # as a failure, "context deadline exceeded", when a worker is busy at
+  # that moment (golang/go#75804, fixed in Go 1.27). That, and only that,
+  # with no failing input written, is not a finding: the target's corpus
+  # is then run once more as plain tests to be sure.
+  after=$(count_inputs "$corpus")
+  if ((after == before)) && grep -q '^    context deadline exceeded$' "$log" &&
+    ! grep -q -e 'Failing input written' -e 'panic:' -e '_test.go:[0-9]*:' "$log" &&
+    go test "$pkg" -run "^$name\$" -count=1 >/dev/null; then
+    races=$((races + 1))
+    echo "== $pkg $name: fuzzed for $fuzztime; the coordinator's end-of-time race (golang/go#75804) reported, no failing input; corpus passes"
+    continue
+  fi
+  echo "fuzz.sh: $pkg $name FAILED after $(($(date +%s) - start))s; the failing input is in $corpus/" >&2
+  exit 1
 done
-echo "fuzz.sh: all ${#targets[@]} targets passed"
+echo "fuzz.sh: all ${#targets[@]} targets passed ($races ended by the coordinator's deadline race)"

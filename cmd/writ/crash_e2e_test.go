@@ -260,10 +260,17 @@ func checkEnforced(t *testing.T, n *node, name, id string) {
 
 func TestKill9DuringBurst(t *testing.T) {
 	const (
-		rounds    = 4
 		workers   = 4
 		perWorker = 40
 	)
+	rounds := 4 // WRIT_CRASH_ROUNDS=100 for a longer run
+	if s := os.Getenv("WRIT_CRASH_ROUNDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			t.Fatalf("WRIT_CRASH_ROUNDS=%q: want a number of rounds, 1 or more", s)
+		}
+		rounds = n
+	}
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(crashSeed(t), 9))
 	up := upstream(t)
