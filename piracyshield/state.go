@@ -12,9 +12,10 @@ import (
 // State is what the connector remembers across restarts: the checksums
 // of the lists it last applied whole, and for each ticket the writ order
 // it became and what was reported for each item. It is written to a file
-// atomically after every round that changes it so that a restart reports
-// nothing again; an order recorded just before a crash is found again by
-// its ticket, not recorded twice.
+// atomically after every round that changes it, and before any report is
+// sent, so that a restart neither reports anything again nor loses a
+// report (see ItemRecord.Sending); an order recorded just before a crash
+// is found again by its ticket, not recorded twice.
 type State struct {
 	// Checksums are those of the lists last applied in full; an unchanged
 	// checksum means nothing to do.
@@ -56,11 +57,38 @@ type ItemRecord struct {
 	Reported   Status    `json:"reported,omitempty"`
 	ReportedAt time.Time `json:"reported_at,omitzero"`
 	Note       string    `json:"note,omitempty"`
+	// Sending is a report written down before it is sent and not yet
+	// known to have arrived: the connector stopped (or lost the answer)
+	// between sending it and recording it as Reported. Before anything
+	// else is sent about the item, the platform's own state of it says
+	// whether the report arrived: if so it is recorded as reported,
+	// otherwise it is dropped and sent again if still due. So a report is
+	// never sent twice, and never lost.
+	Sending *Intent `json:"sending,omitempty"`
 	// Closed items get no more reports: the platform's window has passed
 	// or it refused the report for good.
 	Closed bool `json:"closed,omitempty"`
 	// Alerted is set once the deadline alert for the item was raised.
 	Alerted bool `json:"alerted,omitempty"`
+}
+
+// Intent is a report about to be sent: what it says, and when.
+type Intent struct {
+	Status Status    `json:"status"`
+	Note   string    `json:"note"`
+	At     time.Time `json:"at"`
+}
+
+// arrived reports whether the platform's state of an item is the one
+// the intent sets. The connector sends a status only when it differs
+// from the one last reported, and settles each intent before sending
+// another, so the platform shows the intent's status and note only if
+// the intent's report arrived.
+func (in *Intent) arrived(s ItemState) bool {
+	if s.Status != string(in.Status) || s.Note != in.Note {
+		return false
+	}
+	return in.Status != Unprocessed || s.Reason == string(Undefined)
 }
 
 const stateVersion = 1
