@@ -464,17 +464,33 @@ func (l *Ledger) appendEvents(ctx context.Context, events []order.Event, docs ma
 	return l.commit(ctx, rng, leaves, nodes)
 }
 
+// FollowGap is the least time between two syncs of Follow: a change
+// after a quiet moment is appended at once, and a stream of changes (a
+// regulator's hundred amendments a second) in batches, one transaction
+// and one fsync each, rather than one per event.
+const FollowGap = 100 * time.Millisecond
+
 // Follow keeps the ledger in step with src until ctx ends: it syncs at
 // once, then whenever the channel from changed is closed (the policy holder
-// signals every store write this way) and every interval in case a write
-// came from elsewhere. Failures are logged and retried at the next turn.
+// signals every store write this way), at most every FollowGap, and every
+// interval in case a write came from elsewhere. Failures are logged and
+// retried at the next turn.
 func (l *Ledger) Follow(ctx context.Context, src Source, changed func() <-chan struct{}, interval time.Duration) {
 	if interval <= 0 {
 		interval = 10 * time.Second
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
+	var last time.Time
 	for {
+		if wait := FollowGap - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
 		var ch <-chan struct{}
 		if changed != nil {
 			ch = changed()

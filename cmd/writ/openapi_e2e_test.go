@@ -44,6 +44,7 @@ func TestOpenAPIFrontRoutes(t *testing.T) {
 	if code := n.api("POST", "/v1/orders", sampleOrder(t, time.Now().Add(time.Hour)), &o); code != http.StatusCreated {
 		t.Fatalf("submit: %d", code)
 	}
+	n.awaitLedger(o.ID) // the proofs below need two entries
 	seen := map[string]bool{}
 	get := func(path string, want int) {
 		t.Helper()

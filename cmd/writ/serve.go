@@ -421,10 +421,26 @@ func runServe(args []string, stdout, stderr io.Writer) error {
 	return srv.Shutdown(shutdownCtx)
 }
 
+// receiptGap is the least time between two receipts of one enforcement
+// point; see followReceipts.
+const receiptGap = 100 * time.Millisecond
+
 // followReceipts records a receipt for point at each policy version the
 // registry publishes, until ctx ends.
 func followReceipts(ctx context.Context, reg *registry.Registry, point string, log *slog.Logger) {
+	var last time.Time
 	for {
+		// Under a stream of changes, at most one receipt every
+		// receiptGap: a receipt for a version stands for the versions
+		// before it, and is recorded no earlier than it was applied.
+		if wait := receiptGap - time.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
 		changed := reg.Policy().Changed()
 		v := reg.Policy().Load().Version()
 		if err := reg.Receipt(ctx, policy.Receipt{Point: point, Version: v, At: time.Now()}); err != nil && ctx.Err() == nil {
