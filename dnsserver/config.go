@@ -194,6 +194,14 @@ const (
 // loopback is the default of RateLimit.Exempt.
 var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
+// orDefault sets *v to def when it is zero (unset).
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
+}
+
 func (c *Config) fillDefaults() {
 	if len(c.Listen) == 0 {
 		c.Listen = []string{DefaultListen}
@@ -216,50 +224,26 @@ func (c *Config) fillDefaults() {
 	if c.MaxCacheTTL <= 0 {
 		c.MaxCacheTTL = DefaultMaxCacheTTL
 	}
-	if c.MaxUDPSize == 0 {
-		c.MaxUDPSize = DefaultMaxUDPSize
-	}
-	if c.MaxAmplification == 0 {
-		c.MaxAmplification = DefaultMaxAmplification
-	}
+	orDefault(&c.MaxUDPSize, DefaultMaxUDPSize)
+	orDefault(&c.MaxAmplification, DefaultMaxAmplification)
 	if c.StaleTTL <= 0 {
 		c.StaleTTL = DefaultStaleTTL
 	}
 	rl := &c.RateLimit
-	if rl.ResponsesPerSecond == 0 {
-		rl.ResponsesPerSecond = DefaultRateLimit
-	}
-	if rl.Slip == 0 {
-		rl.Slip = DefaultSlip
-	}
-	if rl.IPv4PrefixLen == 0 {
-		rl.IPv4PrefixLen = DefaultIPv4PrefixLen
-	}
-	if rl.IPv6PrefixLen == 0 {
-		rl.IPv6PrefixLen = DefaultIPv6PrefixLen
-	}
-	if rl.MaxClients == 0 {
-		rl.MaxClients = DefaultRateLimitTable
-	}
+	orDefault(&rl.ResponsesPerSecond, DefaultRateLimit)
+	orDefault(&rl.Slip, DefaultSlip)
+	orDefault(&rl.IPv4PrefixLen, DefaultIPv4PrefixLen)
+	orDefault(&rl.IPv6PrefixLen, DefaultIPv6PrefixLen)
+	orDefault(&rl.MaxClients, DefaultRateLimitTable)
 	if rl.Exempt == nil {
 		rl.Exempt = loopback
 	}
 	t := &c.TCP
-	if t.MaxConnections == 0 {
-		t.MaxConnections = DefaultTCPMaxConnections
-	}
-	if t.MaxConnectionsPerClient == 0 {
-		t.MaxConnectionsPerClient = DefaultTCPMaxConnectionsPerClient
-	}
-	if t.IdleTimeout == 0 {
-		t.IdleTimeout = DefaultTCPIdleTimeout
-	}
-	if t.ReadTimeout == 0 {
-		t.ReadTimeout = DefaultTCPReadTimeout
-	}
-	if t.Pipeline == 0 {
-		t.Pipeline = DefaultTCPPipeline
-	}
+	orDefault(&t.MaxConnections, DefaultTCPMaxConnections)
+	orDefault(&t.MaxConnectionsPerClient, DefaultTCPMaxConnectionsPerClient)
+	orDefault(&t.IdleTimeout, DefaultTCPIdleTimeout)
+	orDefault(&t.ReadTimeout, DefaultTCPReadTimeout)
+	orDefault(&t.Pipeline, DefaultTCPPipeline)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

@@ -155,14 +155,20 @@ func (s *Server) truncated(r *request, rcode int) *dns.Msg {
 	resp.RecursionAvailable = true
 	resp.Truncated = true
 	if r.opt != nil {
-		o := new(dns.OPT)
-		o.Hdr.Name = "."
-		o.Hdr.Rrtype = dns.TypeOPT
-		o.SetUDPSize(uint16(s.cfg.MaxUDPSize))
-		o.SetDo(r.opt.Do())
-		resp.Extra = []dns.RR{o}
+		resp.Extra = []dns.RR{s.responseOPT(r)}
 	}
 	return resp
+}
+
+// responseOPT is the OPT record of a response to r, which has one: the
+// server's UDP size and the query's DO bit, without options.
+func (s *Server) responseOPT(r *request) *dns.OPT {
+	o := new(dns.OPT)
+	o.Hdr.Name = "."
+	o.Hdr.Rrtype = dns.TypeOPT
+	o.SetUDPSize(uint16(s.cfg.MaxUDPSize))
+	o.SetDo(r.opt.Do())
+	return o
 }
 
 // queryLen is the size of the query on the wire, when the writer knows
@@ -178,11 +184,7 @@ func queryLen(w dns.ResponseWriter, msg *dns.Msg) int {
 // forbids one otherwise, so options are dropped for such clients.
 func (s *Server) addOPT(r *request, resp *dns.Msg, opts ...dns.EDNS0) {
 	if r.opt != nil {
-		o := new(dns.OPT)
-		o.Hdr.Name = "."
-		o.Hdr.Rrtype = dns.TypeOPT
-		o.SetUDPSize(uint16(s.cfg.MaxUDPSize))
-		o.SetDo(r.opt.Do())
+		o := s.responseOPT(r)
 		if r.ecs != nil {
 			echo := *r.ecs
 			echo.SourceScope = echo.SourceNetmask

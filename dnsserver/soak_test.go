@@ -321,6 +321,16 @@ func (s *soak) soakName(r *rand.Rand) (string, int) {
 	return fmt.Sprintf("u-%d.soak.example.", s.unique.Add(1)), kindUnique
 }
 
+// soakQuery is an A query for name with EDNS, packed.
+func soakQuery(name string, id uint16) []byte {
+	m := new(dns.Msg)
+	m.SetQuestion(name, dns.TypeA)
+	m.Id = id
+	m.SetEdns0(1232, false)
+	pkt, _ := m.Pack()
+	return pkt
+}
+
 // udpWorker asks batches of queries from client until the soak stops,
 // each batch at once, then reads their answers.
 func (s *soak) udpWorker(addr, client string, seed int64) {
@@ -343,12 +353,7 @@ func (s *soak) udpWorker(addr, client string, seed int64) {
 		for range batch {
 			name, kind := s.soakName(r)
 			id++
-			m := new(dns.Msg)
-			m.SetQuestion(name, dns.TypeA)
-			m.Id = id
-			m.SetEdns0(1232, false)
-			pkt, _ := m.Pack()
-			if _, err := conn.Write(pkt); err != nil {
+			if _, err := conn.Write(soakQuery(name, id)); err != nil {
 				s.violation("write: %v", err)
 				return
 			}
@@ -395,11 +400,7 @@ func (s *soak) tcpWorker(addr, client string) {
 		for range batch {
 			name, kind := s.soakName(r)
 			id++
-			m := new(dns.Msg)
-			m.SetQuestion(name, dns.TypeA)
-			m.Id = id
-			m.SetEdns0(1232, false)
-			pkt, _ := m.Pack()
+			pkt := soakQuery(name, id)
 			msg = append(binary.BigEndian.AppendUint16(msg, uint16(len(pkt))), pkt...)
 			out[id] = [2]any{name, kind}
 		}

@@ -116,6 +116,20 @@ func checkCanonicalPrefix(t *testing.T, s string) netip.Prefix {
 	return p
 }
 
+// checkCanonicalTarget checks the canonical form of whichever of name,
+// prefix and URL the target is.
+func checkCanonicalTarget(t *testing.T, tg order.Target) {
+	t.Helper()
+	switch {
+	case tg.FQDN != "":
+		checkCanonicalName(t, tg.FQDN)
+	case tg.IP != "":
+		checkCanonicalPrefix(t, tg.IP)
+	default:
+		checkCanonicalURL(t, tg.URL)
+	}
+}
+
 // checkCanonicalURL fails unless u is an accepted URL target: http or
 // https, no credentials or fragment, a canonical host name or address.
 func checkCanonicalURL(t *testing.T, s string) {
@@ -163,14 +177,7 @@ func checkOrder(t *testing.T, o *order.Order) {
 		if set != 1 {
 			t.Fatalf("target %+v does not have exactly one of fqdn, ip and url", tg)
 		}
-		switch {
-		case tg.FQDN != "":
-			checkCanonicalName(t, tg.FQDN)
-		case tg.IP != "":
-			checkCanonicalPrefix(t, tg.IP)
-		default:
-			checkCanonicalURL(t, tg.URL)
-		}
+		checkCanonicalTarget(t, tg)
 		if tg.Subdomains && tg.FQDN == "" {
 			t.Fatalf("target %+v covers subdomains without being a name", tg)
 		}
@@ -456,14 +463,7 @@ func FuzzAmendment(f *testing.F) {
 		}
 		keys := map[string]bool{}
 		for _, tg := range amended.Targets {
-			switch {
-			case tg.FQDN != "":
-				checkCanonicalName(t, tg.FQDN)
-			case tg.IP != "":
-				checkCanonicalPrefix(t, tg.IP)
-			default:
-				checkCanonicalURL(t, tg.URL)
-			}
+			checkCanonicalTarget(t, tg)
 			k := tg.FQDN + "|" + tg.IP + "|" + tg.URL
 			if keys[k] {
 				t.Fatalf("target %s appears twice after the amendment", tg)

@@ -44,16 +44,7 @@ func (c *Config) resolveDNSHardening(d *dnsserver.Config, bad func(key, format s
 	if in.MaxUDPSize != 0 {
 		d.MaxUDPSize = in.MaxUDPSize // Validate names the bounds
 	}
-	if v := in.MaxAmplification; v != nil {
-		switch {
-		case *v < 0:
-			bad("dns.max_amplification", "%d: want 0 (no bound but max_udp_size) or more", *v)
-		case *v == 0:
-			d.MaxAmplification = -1
-		default:
-			d.MaxAmplification = *v
-		}
-	}
+	offOrValue("dns.max_amplification", in.MaxAmplification, "no bound but max_udp_size", &d.MaxAmplification, bad)
 	if v := in.MinimalResponses; v != nil {
 		d.FullResponses = !*v
 	}
@@ -64,26 +55,8 @@ func (c *Config) resolveDNSHardening(d *dnsserver.Config, bad func(key, format s
 	d.StaleTTL = time.Duration(in.StaleTTL)
 
 	rl := in.RateLimit
-	if v := rl.ResponsesPerSecond; v != nil {
-		switch {
-		case *v < 0:
-			bad("dns.rate_limit.responses_per_second", "%d: want 0 (no limit) or more", *v)
-		case *v == 0:
-			d.RateLimit.ResponsesPerSecond = -1
-		default:
-			d.RateLimit.ResponsesPerSecond = *v
-		}
-	}
-	if v := rl.Slip; v != nil {
-		switch {
-		case *v < 0:
-			bad("dns.rate_limit.slip", "%d: want 0 (drop every limited response) or more", *v)
-		case *v == 0:
-			d.RateLimit.Slip = -1
-		default:
-			d.RateLimit.Slip = *v
-		}
-	}
+	offOrValue("dns.rate_limit.responses_per_second", rl.ResponsesPerSecond, "no limit", &d.RateLimit.ResponsesPerSecond, bad)
+	offOrValue("dns.rate_limit.slip", rl.Slip, "drop every limited response", &d.RateLimit.Slip, bad)
 	d.RateLimit.IPv4PrefixLen = rl.IPv4PrefixLength
 	d.RateLimit.IPv6PrefixLen = rl.IPv6PrefixLength
 	d.RateLimit.MaxClients = rl.MaxClients
@@ -101,6 +74,21 @@ func (c *Config) resolveDNSHardening(d *dnsserver.Config, bad func(key, format s
 		IdleTimeout:             time.Duration(t.IdleTimeout),
 		ReadTimeout:             time.Duration(t.ReadTimeout),
 		Pipeline:                t.Pipeline,
+	}
+}
+
+// offOrValue sets *into from a setting where 0 turns something off (zero
+// meaning, in dnsserver.Config, the default, so off is -1). Absent, *into
+// is left to its default.
+func offOrValue(key string, v *int, off string, into *int, bad func(key, format string, args ...any)) {
+	switch {
+	case v == nil:
+	case *v < 0:
+		bad(key, "%d: want 0 (%s) or more", *v, off)
+	case *v == 0:
+		*into = -1
+	default:
+		*into = *v
 	}
 }
 
