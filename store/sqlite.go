@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	_ "modernc.org/sqlite" // the "sqlite" database/sql driver
 )
 
 // Connection settings. busy_timeout comes first in modernc's order of
@@ -65,10 +63,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 
-	write, err := sql.Open("sqlite", dsn(abs, "_txlock=immediate"))
-	if err != nil {
-		return nil, fmt.Errorf("store: open %s: %w", path, err)
-	}
+	write := openCached(dsn(abs, "_txlock=immediate"))
 	write.SetMaxOpenConns(1)
 	write.SetMaxIdleConns(1)
 	write.SetConnMaxLifetime(0)
@@ -81,10 +76,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, errors.Join(err, write.Close())
 	}
 
-	read, err := sql.Open("sqlite", dsn(abs, "_pragma=query_only(1)"))
-	if err != nil {
-		return nil, errors.Join(fmt.Errorf("store: open %s: %w", path, err), write.Close())
-	}
+	read := openCached(dsn(abs, "_pragma=query_only(1)"))
 	read.SetMaxOpenConns(4)
 	read.SetMaxIdleConns(4)
 	if err := read.PingContext(ctx); err != nil {
