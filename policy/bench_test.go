@@ -61,7 +61,10 @@ func BenchmarkHeapPerName(b *testing.B) {
 
 func benchLookup(b *testing.B, queries []string) {
 	orders, _ := bigOrders()
-	s := Compile(orders, now, 1, nil)
+	benchLookupOn(b, Compile(orders, now, 1, nil), queries)
+}
+
+func benchLookupOn(b *testing.B, s *Snapshot, queries []string) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0
@@ -135,17 +138,44 @@ func BenchmarkMatchAddr(b *testing.B) {
 // blocked ones, one query in ten for a blocked name. Popular names stay
 // in cache, as they do in a real resolver.
 func BenchmarkMatchNameZipf(b *testing.B) {
+	benchLookup(b, zipfQueries())
+}
+
+func zipfQueries() []string {
 	_, names := bigOrders()
 	allowed := namegen.New(9).Names(100_000)
 	r := rand.New(rand.NewSource(3))
 	zAllowed := rand.NewZipf(r, 1.1, 1, uint64(len(allowed)-1))
 	zBlocked := rand.NewZipf(r, 1.1, 1, uint64(len(names)-1))
-	benchLookup(b, contiguous(1<<16, func(i int) string {
+	return contiguous(1<<16, func(i int) string {
 		if i%10 == 0 {
 			return names[(zBlocked.Uint64()*7919)%uint64(len(names))] + "."
 		}
 		return allowed[zAllowed.Uint64()] + "."
-	}))
+	})
+}
+
+// BenchmarkMatchNameZipfUpdated is MatchNameZipf on a snapshot that an
+// Updater published after 300 amendments, as the registry's snapshots
+// are between rebuilds: lookups probe both deltas too.
+func BenchmarkMatchNameZipfUpdated(b *testing.B) {
+	orders, _ := bigOrders()
+	list := slices.Clone(orders)
+	u := NewUpdater(nil, nil)
+	u.Update(list, now, 1)
+	g := namegen.New(99)
+	var s *Snapshot
+	for i := range 300 {
+		o := list[i].Clone()
+		o.Targets = append(o.Targets, order.Target{FQDN: g.Name(), Subdomains: true, State: order.TargetActive})
+		list[i] = o
+		s = u.Update(list, now, uint64(i+2))
+	}
+	u.wg.Wait()
+	if s.deltas[0] == nil || s.deltas[1] == nil {
+		b.Fatal("the snapshot does not have both deltas")
+	}
+	benchLookupOn(b, s, zipfQueries())
 }
 
 // BenchmarkMatchNameHot: the 1M-name table queried for a working set of

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/gaissmai/bart"
@@ -163,11 +162,11 @@ func build(orders []*order.Order, now time.Time, version uint64, counters *Count
 		for _, t := range o.Targets {
 			if t.State == order.TargetActive && t.FQDN != "" {
 				names++
-				nameBytes += 1 + len(t.FQDN)
+				nameBytes += arenaBytes(t.FQDN)
 			}
 		}
 	}
-	s.names = newNameTable(names, nameBytes)
+	s.names = newBaseTable(names, nameBytes)
 	s.rulesets = []ruleset{{}}
 	prefixOrders := st.prefixOwn
 
@@ -180,7 +179,7 @@ func build(orders []*order.Order, now time.Time, version uint64, counters *Count
 			}
 			switch {
 			case t.FQDN != "":
-				sl := s.names.insert(t.FQDN, strings.Count(t.FQDN, ".")+1)
+				sl := s.names.insert(t.FQDN)
 				sl.self = st.withOrder(sl.self, idx, single)
 				if t.Subdomains {
 					sl.below = st.withOrder(sl.below, idx, single)
@@ -196,9 +195,10 @@ func build(orders []*order.Order, now time.Time, version uint64, counters *Count
 			}
 		}
 	}
+	s.names.seal()
 	s.maxLabels = s.names.maxLabels
 	for i := range s.names.slots {
-		if sl := &s.names.slots[i]; sl.tag != 0 {
+		if sl := &s.names.slots[i]; sl.n != 0 {
 			st.names[[2]uint32{sl.self, sl.below}]++
 		}
 	}

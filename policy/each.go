@@ -17,7 +17,7 @@ func (s *Snapshot) EachName(f func(name string, self, below []*OrderRef) bool) {
 	newer := func(tables ...*nameTable) func(string) bool {
 		return func(name string) bool {
 			for _, t := range tables {
-				if t != nil && t.find(hashName(name), name) != nil {
+				if t != nil && t.find(name) != nil {
 					return true
 				}
 			}
@@ -38,15 +38,14 @@ func (s *Snapshot) EachName(f func(name string, self, below []*OrderRef) bool) {
 func (s *Snapshot) eachIn(t *nameTable, skip func(string) bool, f func(name string, self, below []*OrderRef) bool) bool {
 	for i := range t.slots {
 		sl := &t.slots[i]
-		if sl.tag == 0 {
+		if sl.n == 0 {
 			continue
 		}
 		self, below := s.refs(sl.self), s.refs(sl.below)
 		if self == nil && below == nil {
 			continue // only orders not enforced now
 		}
-		n := uint32(t.arena[sl.off])
-		name := string(t.arena[sl.off+1 : sl.off+1+n])
+		name := t.name(sl)
 		if skip(name) {
 			continue
 		}

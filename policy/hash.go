@@ -9,8 +9,9 @@ import (
 // hash of a suffix combines the hash of its leftmost label with the hash
 // of the suffix to its right. One backward pass over a query name thus
 // yields the hash of every ancestor domain, each of which may be a target
-// covering its subdomains. Labels are hashed eight bytes at a time,
-// lower-cased on the fly, so case never has to be folded in a copy.
+// covering its subdomains. Labels are hashed eight bytes at a time from
+// their end, as the pass reads them (see labelBefore), lower-cased on the
+// fly, so case never has to be folded in a copy.
 
 const (
 	k0 = 0x9e3779b97f4a7c15
@@ -33,22 +34,67 @@ func combine(suffix, label uint64) uint64 {
 	return bits.RotateLeft64((suffix^label)*k2, 29) + k0
 }
 
-// hashLabel hashes name[start:end] case-insensitively.
-func hashLabel(name string, start, end int) uint64 {
-	h := uint64(end-start+1) * k0
+// labelBefore returns the start of the label that ends at end (the byte
+// after the last unescaped dot of name[:end], or 0) and the label's hash.
+//
+// It reads the name backwards eight bytes at a time, and a label is
+// hashed in the same words, from its end: each full word, then the bytes
+// of the label in the word that holds its dot (or the name's first
+// bytes). So a label of up to seven bytes, the most common, is found and
+// hashed from one load. The length is not hashed: labels that differ only
+// in trailing NUL bytes may collide, which costs a comparison, as any
+// collision does. Lower-casing on the fly makes the hash case-blind.
+//
+// A dot preceded by a backslash is checked for escaping: an escaped dot,
+// as in "a\\.b", is not a label boundary.
+func labelBefore(name string, end int) (start int, h uint64) {
 	p := unsafe.Pointer(unsafe.StringData(name))
-	if end-start <= 8 && end >= 8 {
-		// The common short label: one load.
-		return bits.RotateLeft64((h^lower8(*(*uint64)(unsafe.Add(p, end-8))>>(8*(8-(end-start)))))*k1, 31)
+	h = k0
+	for e := end; ; {
+		base := e - 8
+		var w uint64
+		if base >= 0 {
+			w = *(*uint64)(unsafe.Add(p, base))
+		} else {
+			base = 0
+			w = tail(name, p, 0, e) // zero padding is not a dot
+		}
+		for m := dotBytes(w); m != 0; {
+			b := 63 - bits.LeadingZeros64(m)
+			i := base + b>>3
+			if i == 0 || name[i-1] != '\\' || !escapedAt(name, i) {
+				if i+1 < e {
+					h = foldLabel(h, w>>(b+1))
+				}
+				return i + 1, h
+			}
+			m &^= 1 << b
+		}
+		if e > 0 {
+			h = foldLabel(h, w)
+		}
+		if base == 0 {
+			return 0, h
+		}
+		e = base
 	}
-	i := start
-	for ; end-i >= 8; i += 8 {
-		h = bits.RotateLeft64((h^lower8(*(*uint64)(unsafe.Add(p, i))))*k1, 31)
-	}
-	if i < end {
-		h = bits.RotateLeft64((h^lower8(tail(name, p, i, end)))*k1, 31)
-	}
-	return h
+}
+
+// foldLabel folds up to eight bytes of a label into its hash.
+func foldLabel(h, w uint64) uint64 {
+	return bits.RotateLeft64((h^lower8(w))*k1, 31)
+}
+
+// dotBytes returns w with the high bit of each byte that is a dot set,
+// and every other bit clear.
+func dotBytes(w uint64) uint64 {
+	const (
+		low7 = 0x7f7f7f7f7f7f7f7f
+		dots = 0x2e2e2e2e2e2e2e2e
+		high = 0x8080808080808080
+	)
+	x := w ^ dots
+	return ^((x&low7 + low7) | x | low7) & high
 }
 
 // tail returns name[i:end], fewer than eight bytes, as a little-endian
@@ -59,6 +105,10 @@ func tail(name string, p unsafe.Pointer, i, end int) uint64 {
 		// Load the eight bytes ending at end and shift away the ones
 		// before i: one load instead of a byte loop.
 		return *(*uint64)(unsafe.Add(p, end-8)) >> (8 * (8 - n))
+	}
+	if len(name)-i >= 8 {
+		// or the eight starting at i, masking away the ones from end
+		return *(*uint64)(unsafe.Add(p, i)) & (1<<(8*n) - 1)
 	}
 	var w uint64
 	for k := n - 1; k >= 0; k-- {
@@ -81,76 +131,12 @@ func lower8(x uint64) uint64 {
 	return x | upper>>2
 }
 
-// hashName returns the suffix hash of a whole canonical name (no escapes,
-// no trailing dot), as a query walk computes it.
-func hashName(name string) uint64 {
-	var h uint64
-	end := len(name)
-	for i := len(name) - 1; i >= -1; i-- {
-		if i >= 0 && name[i] != '.' {
-			continue
-		}
-		h = combine(h, hashLabel(name, i+1, end))
-		end = i
+// escapedAt reports whether the byte at i is escaped by an odd run of
+// backslashes before it, as in the label "a\\.b".
+func escapedAt(name string, i int) bool {
+	n := 0
+	for j := i - 1; j >= 0 && name[j] == '\\'; j-- {
+		n++
 	}
-	return h
-}
-
-func lower(b byte) byte {
-	if 'A' <= b && b <= 'Z' {
-		return b + ('a' - 'A')
-	}
-	return b
-}
-
-// dotPositions writes to pos the offsets of the unescaped dots of
-// name[:n], scanning eight bytes at a time, and returns how many there
-// are (at most len(pos) are written). A name with a backslash is rescanned
-// byte by byte, since an escaped dot is not a label boundary.
-func dotPositions(name string, n int, pos *[maxLabelsQueried]uint16) int {
-	const (
-		low7       = 0x7f7f7f7f7f7f7f7f
-		dots       = 0x2e2e2e2e2e2e2e2e
-		backslashs = 0x5c5c5c5c5c5c5c5c
-		high       = 0x8080808080808080
-	)
-	p := unsafe.Pointer(unsafe.StringData(name))
-	count := 0
-	for i := 0; i < n; i += 8 {
-		var w uint64
-		if n-i >= 8 {
-			w = *(*uint64)(unsafe.Add(p, i))
-		} else {
-			w = tail(name, p, i, n)
-		}
-		// zero bytes of x mark dots; tail padding is zero, not a dot
-		x := w ^ dots
-		m := ^((x&low7 + low7) | x | low7) & high
-		y := w ^ backslashs
-		if ^((y&low7+low7)|y|low7)&high != 0 {
-			return escapedDotPositions(name, n, pos)
-		}
-		for m != 0 {
-			if count < len(pos) {
-				pos[count] = uint16(i + bits.TrailingZeros64(m)/8)
-			}
-			count++
-			m &= m - 1
-		}
-	}
-	return count
-}
-
-func escapedDotPositions(name string, n int, pos *[maxLabelsQueried]uint16) int {
-	count := 0
-	for i := 0; i < n; i++ {
-		if name[i] != '.' || escapedAt(name, i) {
-			continue
-		}
-		if count < len(pos) {
-			pos[count] = uint16(i)
-		}
-		count++
-	}
-	return count
+	return n%2 == 1
 }

@@ -217,85 +217,133 @@ func (s *Snapshot) MatchName(name string, c jurisdiction.Code) *OrderRef {
 	if n > 0 && name[n-1] == '.' && !escapedAt(name, n-1) {
 		n--
 	}
-	// Find the label boundaries, then hash the name label by label from
-	// the root down. After each label the hash covers the suffix ending
-	// there, which is probed if it has two labels or more (a single label
-	// is never a target). The walk stops at the depth of the deepest
-	// stored name, and the last match found is the most specific.
-	var dots [maxLabelsQueried]uint16
-	nd := dotPositions(name, n, &dots)
-	if nd > len(dots) {
-		nd = len(dots) // deeper than any target can be: see maxLabelsQueried
-	}
+	// Walk the name from the root down, label by label, hashing as it
+	// goes: after each label the hash covers the suffix ending there,
+	// which is probed if it has two labels or more (a single label is
+	// never a target). The walk stops at the depth of the deepest stored
+	// name, and the last match found is the most specific.
 	var (
 		found  *OrderRef
 		h      uint64
+		k      keys // of the suffix probed
 		end    = n
 		t      = &s.names
-		d0, d1 = s.deltas[0], s.deltas[1]
+		deltas = s.deltas[0] != nil || s.deltas[1] != nil
+		// w is the base table's filter line that holds the bits of the
+		// longer suffixes, when one does (see nameTable.nameLine): the
+		// line of the last two labels, or if that is crowded of the last
+		// three. byThree tells that the last two labels' line is crowded;
+		// baseDone that the base holds no name ending in the query's last
+		// labels; inDeltas which deltas may hold one (bit i for deltas[i]).
+		w                 *[8]uint64
+		byThree, baseDone bool
+		inDeltas          uint8
 	)
-	for k := nd - 1; k >= -1; k-- {
-		start := 0
-		if k >= 0 {
-			start = int(dots[k]) + 1
+	for labels := 1; labels <= s.maxLabels; labels++ {
+		start, lh := labelBefore(name, end)
+		h = combine(h, lh)
+		if labels >= 2 {
+			m := mix(h)
+			k.m, k.labels = m, labels
+			switch labels {
+			case 2:
+				k.s2 = m
+			case 3:
+				k.s3 = m
+			}
+			var wm *[8]uint64 // the base's line for this suffix's bits
+			switch {
+			case w != nil:
+				wm = w
+			case labels == 2:
+				// Usually this one line answers for the whole walk.
+				wm = t.filter.line(m)
+				if deltas {
+					inDeltas = s.deltaSites(m)
+				}
+				if !hasSite(wm, m) {
+					if inDeltas == 0 {
+						return nil // no stored name ends in these two labels
+					}
+					baseDone = true
+				}
+				if !t.bySite {
+					break
+				}
+				if isCrowded(wm) {
+					byThree = true
+				} else {
+					w = wm
+				}
+			case labels == 3:
+				wm = t.filter.line(m)
+				if !byThree || baseDone {
+					break
+				}
+				if !hasSite(wm, m) {
+					if inDeltas == 0 {
+						return found // no stored name ends in these three labels
+					}
+					baseDone = true
+				} else if !isCrowded(wm) {
+					w = wm
+				}
+			default:
+				wm = t.filter.line(m)
+			}
+			var sl *slot
+			if inDeltas != 0 {
+				// A delta's entry for a name overrides the base's.
+				sl = s.probeDeltas(inDeltas, k, name, start, n)
+			}
+			if sl == nil && !baseDone && hasName(wm, m) {
+				sl = t.findMixed(m, name, start, n)
+			}
+			if sl != nil {
+				r := sl.below
+				if start == 0 {
+					r = sl.self
+				}
+				if r != 0 {
+					if o := s.inScope(r, c); o != nil {
+						found = o
+					}
+				}
+			}
 		}
-		h = combine(h, hashLabel(name, start, end))
-		end = start - 1
-		labels := nd - k
-		if labels > s.maxLabels {
+		if start == 0 {
 			break
 		}
-		if labels < 2 {
-			continue
-		}
-		m := mix(h)
-		if labels == 2 && !t.sites.mayContain(m) && (d0 == nil || !d0.sites.mayContain(m)) && (d1 == nil || !d1.sites.mayContain(m)) {
-			return nil // no stored name ends in these two labels
-		}
-		// The deltas first: their entries override the base's.
-		var sl *slot
-		if d0 != nil || d1 != nil {
-			sl = s.probeDeltas(m, name[start:n])
-		}
-		if sl == nil {
-			if !t.names.mayContain(m) {
-				continue
-			}
-			if sl = t.findMixed(m, name[start:n]); sl == nil {
-				continue
-			}
-		}
-		r := sl.self
-		if k >= 0 {
-			r = sl.below
-		}
-		if r != 0 {
-			if o := s.inScope(r, c); o != nil {
-				found = o
-			}
-		}
+		end = start - 1
 	}
 	return found
 }
 
-// probe returns the slot in force for a suffix given its mixed hash:
-// the newest delta's that has the name, else the base table's, else nil.
-func (s *Snapshot) probe(m uint64, suffix string) *slot {
-	if sl := s.probeDeltas(m, suffix); sl != nil {
-		return sl
+// deltaSites returns which deltas may hold a name ending in the two
+// labels of mixed hash s2: bit i for deltas[i].
+func (s *Snapshot) deltaSites(s2 uint64) uint8 {
+	var in uint8
+	for i, d := range s.deltas {
+		if d != nil && hasSite(d.filter.line(s2), s2) {
+			in |= 1 << i
+		}
 	}
-	if !s.names.names.mayContain(m) {
-		return nil
-	}
-	return s.names.findMixed(m, suffix)
+	return in
 }
 
-// probeDeltas returns the slot of a suffix in the newest delta that has
-// it, or nil.
-func (s *Snapshot) probeDeltas(m uint64, suffix string) *slot {
-	for _, d := range s.deltas {
-		if d != nil && d.names.mayContain(m) {
-			if sl := d.findMixed(m, suffix); sl != nil {
+// probeDeltas returns the slot of name[start:end], of the given keys, in
+// the newest of the deltas in (bit i for deltas[i]) that has it, or nil.
+func (s *Snapshot) probeDeltas(in uint8, k keys, name string, start, end int) *slot {
+	for i, d := range s.deltas {
+		if in&(1<<i) == 0 {
+			continue
+		}
+		w := d.filter.line(k.m) // a delta keeps names in their own lines
+		if d.bySite {
+			w = d.nameLine(k)
+		}
+		if hasName(w, k.m) {
+			if sl := d.findMixed(k.m, name, start, end); sl != nil {
 				return sl
 			}
 		}
@@ -303,18 +351,17 @@ func (s *Snapshot) probeDeltas(m uint64, suffix string) *slot {
 	return nil
 }
 
-// maxLabelsQueried bounds the label boundaries examined in a query name.
-// A wire-format name has at most 127 labels, so every boundary fits.
-const maxLabelsQueried = 128
-
-// escapedAt reports whether the byte at i is escaped by an odd run of
-// backslashes before it, as in the label "a\.b".
-func escapedAt(name string, i int) bool {
-	n := 0
-	for j := i - 1; j >= 0 && name[j] == '\\'; j-- {
-		n++
+// probe returns the slot in force for a canonical name: the newest
+// delta's that has the name, else the base table's, else nil.
+func (s *Snapshot) probe(name string) *slot {
+	k := keysOf(name)
+	if sl := s.probeDeltas(s.deltaSites(k.s2), k, name, 0, len(name)); sl != nil {
+		return sl
 	}
-	return n%2 == 1
+	if !s.names.mayHave(k) {
+		return nil
+	}
+	return s.names.findMixed(k.m, name, 0, len(name))
 }
 
 // MatchAddr returns the order that blocks address a for a client in
@@ -347,7 +394,7 @@ func (s *Snapshot) ExplainName(name string) []Match {
 	labels := strings.Split(name, ".")
 	for i := range labels {
 		suffix := strings.Join(labels[i:], ".")
-		sl := s.probe(mix(hashName(suffix)), suffix)
+		sl := s.probe(suffix)
 		if sl == nil {
 			continue
 		}

@@ -3,7 +3,6 @@ package policy
 import (
 	"net/netip"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -167,7 +166,7 @@ type urlOp struct {
 // changes collects what an update does to the tables.
 type changes struct {
 	removed, added []nameOp
-	nameBytes      int
+	arenaBytes     int // of the names added or removed
 	prefixes       []prefixOp
 	urls           []urlOp
 	refs           bool // an order's OrderRef was replaced
@@ -182,7 +181,7 @@ func (c *changes) target(t order.Target, idx uint32, add bool) {
 		} else {
 			c.removed = append(c.removed, op)
 		}
-		c.nameBytes += 1 + len(t.FQDN)
+		c.arenaBytes += arenaBytes(t.FQDN)
 	case t.IP != "":
 		if p, ok := t.Prefix(); ok {
 			c.prefixes = append(c.prefixes, prefixOp{p: p, idx: idx, add: add})
@@ -364,9 +363,9 @@ func (st *state) applyNames(s *Snapshot, ch *changes) {
 	n := len(ch.removed) + len(ch.added)
 	var d nameTable
 	if s.deltas[0] != nil {
-		d = s.deltas[0].withRoom(n, ch.nameBytes)
+		d = s.deltas[0].withRoom(n, ch.arenaBytes)
 	} else {
-		d = newNameTable(max(st.recentLimit, 2*n), max(4<<10, 2*ch.nameBytes))
+		d = newNameTable(max(st.recentLimit, 2*n), 2*ch.arenaBytes)
 	}
 	for _, op := range ch.removed {
 		sl := st.deltaSlot(s, &d, op.name)
@@ -400,11 +399,11 @@ func merge(older, recent *nameTable, recentLimit int) *nameTable {
 	}
 	for i := range recent.slots {
 		sl := &recent.slots[i]
-		if sl.tag == 0 {
+		if sl.n == 0 {
 			continue
 		}
 		name := recent.name(sl)
-		to := m.insert(name, strings.Count(name, ".")+1)
+		to := m.insert(name)
 		to.self, to.below = sl.self, sl.below
 	}
 	return &m
@@ -413,17 +412,16 @@ func merge(older, recent *nameTable, recentLimit int) *nameTable {
 // deltaSlot returns the recent delta's slot for a name, adding it with
 // the rulesets in force (none if no table has the name) if absent.
 func (st *state) deltaSlot(s *Snapshot, d *nameTable, name string) *slot {
-	h := hashName(name)
-	if sl := d.find(h, name); sl != nil {
+	if sl := d.find(name); sl != nil {
 		return sl
 	}
 	var self, below uint32
-	if bs := s.probe(mix(h), name); bs != nil {
+	if bs := s.probe(name); bs != nil {
 		self, below = bs.self, bs.below
 	} else {
 		st.names[[2]uint32{}]++ // a new entry, so far blocking nothing
 	}
-	sl := d.insert(name, strings.Count(name, ".")+1)
+	sl := d.insert(name)
 	sl.self, sl.below = self, below
 	return sl
 }

@@ -31,7 +31,7 @@ type policyModel struct {
 
 func newPolicyModel(t *testing.T, seed uint64) *policyModel {
 	m := &policyModel{t: t, r: rand.New(rand.NewPCG(seed, 7)), orders: map[string]*order.Order{}, now: now}
-	for _, site := range []string{"motogpstream.me", "live.example", "stream.co.uk", "a.b.example"} {
+	for _, site := range []string{"motogpstream.me", "live.example", "stream.co.uk", "a.b.example", "live-football-streams-hd.example"} {
 		m.names = append(m.names, site, "www."+site, "cdn.www."+site, "x1."+site)
 	}
 	m.ips = []string{"203.0.113.0/24", "203.0.113.5/32", "203.0.112.0/22", "198.51.100.0/24", "2001:db8::/48", "2001:db8::7/128", "2001:db8::/32"}
