@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -40,6 +41,16 @@ var upstreamRecords = []string{
 	"big.example. 300 IN TXT \"" + strings.Repeat("x", 250) + "\"",
 	"big.example. 300 IN TXT \"" + strings.Repeat("y", 250) + "\"",
 	"big.example. 300 IN TXT \"" + strings.Repeat("z", 250) + "\"",
+}
+
+// hugeRecords is the number of TXT records of huge.example, an answer of
+// about 50 KB that only TCP carries.
+const hugeRecords = 200
+
+func init() {
+	for i := range hugeRecords {
+		upstreamRecords = append(upstreamRecords, fmt.Sprintf("huge.example. 300 IN TXT \"%03d%s\"", i, strings.Repeat("h", 240)))
+	}
 }
 
 type env struct {

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -149,7 +150,7 @@ func (s *Server) serveTCPConn(c net.Conn) {
 		}
 		c.SetReadDeadline(time.Now().Add(lim.ReadTimeout))
 		if _, err := io.ReadFull(c, length[1:]); err != nil {
-			s.countSlow(err)
+			w.countSlow(err)
 			return
 		}
 		n := int(binary.BigEndian.Uint16(length[:]))
@@ -158,7 +159,7 @@ func (s *Server) serveTCPConn(c net.Conn) {
 		}
 		pkt := make([]byte, n)
 		if _, err := io.ReadFull(c, pkt); err != nil {
-			s.countSlow(err)
+			w.countSlow(err)
 			return
 		}
 		inflight <- struct{}{} // wait while Pipeline queries are being answered
@@ -171,11 +172,12 @@ func (s *Server) serveTCPConn(c net.Conn) {
 	}
 }
 
-// countSlow counts a connection closed because a query did not arrive in
-// time.
-func (s *Server) countSlow(err error) {
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		s.Metrics.tcpSlow.Add(1)
+// countSlow counts the connection as closed for a slow client when err
+// is a missed deadline: once, however many of its reads and writes
+// missed theirs (a client that neither sends nor reads misses both).
+func (w *tcpWriter) countSlow(err error) {
+	if errors.Is(err, os.ErrDeadlineExceeded) && w.slow.CompareAndSwap(false, true) {
+		w.metrics.tcpSlow.Add(1)
 	}
 }
 
@@ -188,6 +190,7 @@ type tcpWriter struct {
 	metrics *Metrics
 	mu      sync.Mutex
 	failed  bool
+	slow    atomic.Bool // counted as a slow client
 }
 
 func (w *tcpWriter) LocalAddr() net.Addr  { return w.conn.LocalAddr() }
@@ -220,9 +223,7 @@ func (w *tcpWriter) Write(b []byte) (int, error) {
 		// the reader sees it closed.
 		w.failed = true
 		w.conn.Close()
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			w.metrics.tcpSlow.Add(1)
-		}
+		w.countSlow(err)
 		return 0, err
 	}
 	return len(b), nil

@@ -169,9 +169,15 @@ func TestTCPSlowClient(t *testing.T) {
 	// A client that sends queries and never reads: the answers fill the
 	// socket buffers, a write misses the read timeout, and the
 	// connection is closed.
+	// The answers are of about 50 KB, so that a few fill the server's
+	// send buffer (up to 4 MB) whatever the kernel lets the client send;
+	// the answer is cached first, so that they come at the server's pace.
+	if m := e.query(outsideClient, "huge.example", dns.TypeTXT, overTCP); len(m.Answer) != hugeRecords {
+		t.Fatalf("huge.example over TCP: %d records, want %d", len(m.Answer), hugeRecords)
+	}
 	c = e.dialTCP(outsideClient)
 	c.(*net.TCPConn).SetReadBuffer(4096)
-	big, _ := query("big.example.", dns.TypeTXT).Pack()
+	big, _ := query("huge.example.", dns.TypeTXT).Pack()
 	flood := make(chan error, 1)
 	go func() {
 		var err error
