@@ -111,11 +111,15 @@ func (s *Server) serveTCP(ln net.Listener) {
 		backoff = 0
 		client := tcpClient(c.RemoteAddr())
 		if limit, ok := s.acquireTCP(c, client); !ok {
+			// Counted before the close, so whoever sees the close sees
+			// the count too.
+			if limit >= 0 {
+				s.Metrics.tcpRejected[limit].Add(1)
+			}
 			c.Close()
 			if limit < 0 {
 				return
 			}
-			s.Metrics.tcpRejected[limit].Add(1)
 			continue
 		}
 		s.wg.Add(1)
