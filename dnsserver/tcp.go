@@ -226,8 +226,8 @@ func (w *tcpWriter) Write(b []byte) (int, error) {
 		// A client that does not take its answers loses its connection;
 		// the reader sees it closed.
 		w.failed = true
-		w.conn.Close()
 		w.countSlow(err)
+		w.conn.Close()
 		return 0, err
 	}
 	return len(b), nil
