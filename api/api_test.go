@@ -43,26 +43,27 @@ const (
 // resolver and the API, served over HTTP.
 type stack struct {
 	url  string
+	h    http.Handler // what the server serves
 	reg  *registry.Registry
 	st   *store.SQLite
 	prom *prometheus.Registry
 	log  *slog.Logger
 }
 
-func newStack(t *testing.T, configure func(*Config)) *stack {
+func newStack(t testing.TB, configure func(*Config)) *stack {
 	t.Helper()
 	return newStackIntake(t, order.Intake{ReviewDelegated: true, Safeguards: order.Safeguards{SharedInfra: order.DefaultSharedInfra()}}, configure)
 }
 
 // newStackIntake is newStack with the given intake rules.
-func newStackIntake(t *testing.T, in order.Intake, configure func(*Config)) *stack {
+func newStackIntake(t testing.TB, in order.Intake, configure func(*Config)) *stack {
 	t.Helper()
 	return buildStack(t, in, configure, nil)
 }
 
 // buildStack starts a stack whose HTTP handler is the API as front
 // returns it (nil: the API alone).
-func buildStack(t *testing.T, in order.Intake, configure func(*Config), front func(s *stack, api http.Handler) http.Handler) *stack {
+func buildStack(t testing.TB, in order.Intake, configure func(*Config), front func(s *stack, api http.Handler) http.Handler) *stack {
 	t.Helper()
 	ctx := t.Context()
 	st, err := store.OpenSQLite(ctx, t.TempDir()+"/writ.db")
@@ -71,7 +72,12 @@ func buildStack(t *testing.T, in order.Intake, configure func(*Config), front fu
 	}
 	t.Cleanup(func() { st.Close() })
 	// Logs go to the test's output, shown when it fails or with -v.
-	log := slog.New(slog.NewTextHandler(t.Output(), nil))
+	// Benchmarks log nothing: their output is the figures.
+	out := t.Output()
+	if _, ok := t.(*testing.B); ok {
+		out = io.Discard
+	}
+	log := slog.New(slog.NewTextHandler(out, nil))
 	reg, err := registry.Open(ctx, st, registry.Options{
 		Intake: in,
 		Logger: log,
@@ -107,7 +113,7 @@ func buildStack(t *testing.T, in order.Intake, configure func(*Config), front fu
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	s.url = srv.URL
+	s.url, s.h = srv.URL, h
 	return s
 }
 
@@ -177,7 +183,7 @@ func wantStatus(t *testing.T, resp *http.Response, body []byte, code int) {
 }
 
 // testOrder returns the testdata order as a JSON object, edited by edit.
-func testOrder(t *testing.T, edit func(m map[string]any)) []byte {
+func testOrder(t testing.TB, edit func(m map[string]any)) []byte {
 	t.Helper()
 	b, err := os.ReadFile(testdataOrder)
 	if err != nil {

@@ -41,6 +41,9 @@ type Updater struct {
 		version uint64
 		seq     uint64
 	}
+	// pos is the index of each order in last.orders, for Apply; nil
+	// until Apply needs it.
+	pos      map[string]int
 	gen      uint64 // counts full builds; a rebuild begun before one is dropped
 	rebasing bool
 	wg       sync.WaitGroup
@@ -65,19 +68,58 @@ func (u *Updater) Update(orders []*order.Order, now time.Time, version uint64) *
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.last.orders = slices.Clone(orders)
+	u.pos = nil
+	return u.publish(nil, now, version)
+}
+
+// Apply is Update for a caller that knows what changed: changed holds
+// the orders that are new or replaced since the last call, and every
+// other order stands as it was. Unless an order takes effect or expires
+// by now, the orders that did not change are not looked at, so that an
+// amendment is published in time proportional to itself, not to the
+// number of orders.
+func (u *Updater) Apply(changed []*order.Order, now time.Time, version uint64) *Snapshot {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.pos == nil {
+		u.pos = make(map[string]int, len(u.last.orders))
+		for i, o := range u.last.orders {
+			u.pos[o.ID] = i
+		}
+	}
+	// A copy: a background rebuild may be reading the previous list.
+	orders := slices.Clone(u.last.orders)
+	for _, o := range changed {
+		if i, ok := u.pos[o.ID]; ok {
+			orders[i] = o
+		} else {
+			u.pos[o.ID] = len(orders)
+			orders = append(orders, o)
+		}
+	}
+	u.last.orders = orders
+	return u.publish(changed, now, version)
+}
+
+// publish brings the policy to u.last.orders, given the orders that
+// changed (all of them when changed is nil), and publishes it. u.mu must
+// be held.
+func (u *Updater) publish(changed []*order.Order, now time.Time, version uint64) *Snapshot {
 	u.last.now, u.last.version = now, version
 	u.last.seq++
-	s := u.update(orders, now, version)
+	s := u.update(changed, now, version)
 	if u.holder != nil {
 		u.holder.Store(s)
 	}
 	return s
 }
 
-// update applies orders to the current state, or builds a new one when
-// the change is too large for the delta. u.mu must be held.
-func (u *Updater) update(orders []*order.Order, now time.Time, version uint64) *Snapshot {
-	if u.st == nil || !u.st.apply(orders, now, version, u.deltaLimit(u.st.snap)) {
+// update applies the changed orders (nil: any of u.last.orders may have)
+// to the current state, or builds a new one when the change is too large
+// for the delta. u.mu must be held.
+func (u *Updater) update(changed []*order.Order, now time.Time, version uint64) *Snapshot {
+	orders := u.last.orders
+	if u.st == nil || !u.st.applyChanged(changed, orders, now, version, u.deltaLimit(u.st.snap)) {
 		u.gen++
 		u.st = build(orders, now, version, u.counters)
 		u.st.recentLimit = u.recent
@@ -195,19 +237,52 @@ func (c *changes) target(t order.Target, idx uint32, add bool) {
 // snapshot in st.snap. It reports false, having left the state unusable,
 // when more than limit names change: the caller then builds anew.
 func (st *state) apply(orders []*order.Order, now time.Time, version uint64, limit int) bool {
+	return st.applyOrders(orders, true, now, version, limit)
+}
+
+// applyChanged is apply for a caller that knows which orders changed
+// since the state was last brought up to date; all is every order, and
+// changed nil means any of them may have. Orders that did not change
+// keep the status they had, unless the time of the next change has
+// come: then all are looked at.
+func (st *state) applyChanged(changed, all []*order.Order, now time.Time, version uint64, limit int) bool {
+	prev := st.snap
+	if changed == nil || now.Before(prev.compiled) || !prev.validUntil.IsZero() && !now.Before(prev.validUntil) {
+		return st.applyOrders(all, true, now, version, limit)
+	}
+	return st.applyOrders(changed, false, now, version, limit)
+}
+
+// applyOrders is apply over orders: every order when all, otherwise the
+// changed ones, the others keeping the status they had.
+func (st *state) applyOrders(orders []*order.Order, all bool, now time.Time, version uint64, limit int) bool {
 	prev := st.snap
 	s := *prev
 	s.version = version
 	st.snap = &s
 
+	type mark struct {
+		idx uint32
+		on  bool
+	}
 	var (
-		ch       changes
-		enforced []uint32
-		until    time.Time
+		ch    changes
+		marks []mark
+		until time.Time
 	)
+	// Without all, the others' next change is what it was: until starts
+	// there, unless a changed order was the one due then and no longer
+	// is (revoked, say), which takes a look at every order's.
+	recheck := false
+	if !all {
+		until = prev.validUntil
+	}
 	for _, o := range orders {
 		os := st.byPtr[o]
 		if os == nil {
+			if old := st.byID[o.ID]; !all && old != nil && old.hasNext && old.next.Equal(prev.validUntil) {
+				recheck = true
+			}
 			os = st.changed(o, now, &ch)
 			if len(ch.added)+len(ch.removed) > limit {
 				return false
@@ -217,8 +292,8 @@ func (st *state) apply(orders []*order.Order, now time.Time, version uint64, lim
 		if ok && (until.IsZero() || next.Before(until)) {
 			until = next
 		}
-		if e && os.indexed {
-			enforced = append(enforced, os.idx)
+		if os.indexed && (e || !all) {
+			marks = append(marks, mark{os.idx, e})
 		}
 	}
 
@@ -239,9 +314,20 @@ func (st *state) apply(orders []*order.Order, now time.Time, version uint64, lim
 		s.buildURLs(st.urlRules)
 	}
 
+	if recheck {
+		until = time.Time{}
+		for _, os := range st.byID {
+			if _, next, ok := os.status(now); ok && (until.IsZero() || next.Before(until)) {
+				until = next
+			}
+		}
+	}
 	flags := make([]bool, len(s.orders))
-	for _, i := range enforced {
-		flags[i] = true
+	if !all {
+		copy(flags, prev.enforcedIdx)
+	}
+	for _, m := range marks {
+		flags[m.idx] = m.on
 	}
 	if ch.refs || !slices.Equal(flags, prev.enforcedIdx) {
 		st.refresh(flags, until, now)

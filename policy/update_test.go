@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -252,30 +253,49 @@ func eachPrefix(s *Snapshot) string {
 // jurisdictions, time passing), the incrementally updated snapshot
 // decides every name, address and URL as a fresh compilation does, and
 // cites the same order.
+//
+// It runs twice: with Update given every order, and with Apply given the
+// orders that changed, as the registry does.
 func TestUpdaterAgreesWithCompile(t *testing.T) {
-	for seed := range uint64(8) {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			m := newPolicyModel(t, seed)
-			h := NewHolder(nil)
-			u := NewUpdater(h, nil)
-			u.minDelta = 6 // rebuild the base in the background now and then
-			u.recent = 3   // and merge the recent delta into the older one
-			for i := range 300 {
-				what := m.step()
-				m.version++
-				list := m.list()
-				got := u.Update(list, m.now, m.version)
-				want := Compile(list, m.now, m.version, nil)
-				m.equivalent(fmt.Sprintf("step %d (%s)", i, what), got, want)
-				// What the holder has is this snapshot or, if a background
-				// rebuild landed since, its equal.
-				m.equivalent(fmt.Sprintf("step %d (%s), published", i, what), h.Load(), want)
-				if i%7 == 0 {
-					u.wg.Wait() // let a background rebuild land
-					m.equivalent(fmt.Sprintf("step %d (%s), rebuilt", i, what), h.Load(), Compile(list, m.now, m.version, nil))
+	for _, mode := range []string{"update", "apply"} {
+		for seed := range uint64(8) {
+			t.Run(fmt.Sprintf("%s/%d", mode, seed), func(t *testing.T) { agreeWithCompile(t, mode == "apply", seed) })
+		}
+	}
+}
+
+func agreeWithCompile(t *testing.T, apply bool, seed uint64) {
+	m := newPolicyModel(t, seed)
+	h := NewHolder(nil)
+	u := NewUpdater(h, nil)
+	u.minDelta = 6 // rebuild the base in the background now and then
+	u.recent = 3   // and merge the recent delta into the older one
+	for i := range 300 {
+		before := maps.Clone(m.orders)
+		what := m.step()
+		m.version++
+		list := m.list()
+		var got *Snapshot
+		if apply && i > 0 {
+			changed := []*order.Order{}
+			for _, o := range list {
+				if before[o.ID] != o {
+					changed = append(changed, o)
 				}
 			}
-		})
+			got = u.Apply(changed, m.now, m.version)
+		} else {
+			got = u.Update(list, m.now, m.version)
+		}
+		want := Compile(list, m.now, m.version, nil)
+		m.equivalent(fmt.Sprintf("step %d (%s)", i, what), got, want)
+		// What the holder has is this snapshot or, if a background
+		// rebuild landed since, its equal.
+		m.equivalent(fmt.Sprintf("step %d (%s), published", i, what), h.Load(), want)
+		if i%7 == 0 {
+			u.wg.Wait() // let a background rebuild land
+			m.equivalent(fmt.Sprintf("step %d (%s), rebuilt", i, what), h.Load(), Compile(list, m.now, m.version, nil))
+		}
 	}
 }
 

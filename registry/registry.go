@@ -114,6 +114,10 @@ type Registry struct {
 	// to one order does not make the registry look at every other.
 	dirty        map[string]bool
 	lifecycleDue time.Time
+	// unpublished holds the orders changed since the policy was last
+	// published, which the updater applies; the others stand.
+	unpublished map[string]bool
+	published   bool // the policy has been published once
 }
 
 type activationMark struct {
@@ -139,6 +143,7 @@ func Open(ctx context.Context, st Store, opts Options) (*Registry, error) {
 		activation:  map[string]activationMark{},
 		changed:     make(chan struct{}),
 		dirty:       map[string]bool{},
+		unpublished: map[string]bool{},
 	}
 	if r.clock == nil {
 		r.clock = systemClock{}
@@ -392,15 +397,26 @@ func (r *Registry) catchUp(ctx context.Context) error {
 func (r *Registry) republish(ctx context.Context) {
 	now := r.clock.Now()
 	r.recordLifecycle(ctx, now)
-	list := make([]*order.Order, 0, len(r.orders))
-	for _, o := range r.orders {
-		list = append(list, o)
-	}
 	start := time.Now()
 	// The updater applies what changed since its last publication, so an
 	// amendment is published in time proportional to the amendment, not
-	// to the million names already in force.
-	snap := r.updater.Update(list, now, r.version)
+	// to the million names or thousands of orders already in force.
+	var snap *policy.Snapshot
+	if r.published {
+		changed := make([]*order.Order, 0, len(r.unpublished))
+		for id := range r.unpublished {
+			changed = append(changed, r.orders[id])
+		}
+		snap = r.updater.Apply(changed, now, r.version)
+	} else {
+		list := make([]*order.Order, 0, len(r.orders))
+		for _, o := range r.orders {
+			list = append(list, o)
+		}
+		snap = r.updater.Update(list, now, r.version)
+		r.published = true
+	}
+	clear(r.unpublished)
 	r.metrics.compileSeconds.Observe(time.Since(start).Seconds())
 	r.log.Debug("policy published", "version", r.version, "orders", len(snap.Orders()), "names", snap.Names(), "prefixes", snap.Prefixes(), "compile", time.Since(start))
 
@@ -523,10 +539,12 @@ func (r *Registry) nextLifecycle(id string, o *order.Order, now time.Time) (time
 }
 
 // setOrder keeps o as the current state of its order and marks it for
-// the next look at lifecycle events. r.mu must be held.
+// the next look at lifecycle events and the next publication. r.mu must
+// be held.
 func (r *Registry) setOrder(o *order.Order) {
 	r.orders[o.ID] = o
 	r.dirty[o.ID] = true
+	r.unpublished[o.ID] = true
 }
 
 // newID returns an order id: the UTC date it was received and 32 random

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/writ-project/writ/access"
 	"github.com/writ-project/writ/order"
 )
 
@@ -138,5 +139,34 @@ func BenchmarkModifyOrder(b *testing.B) {
 		}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkPrincipalByTokenHash is the store's part of authenticating a
+// request: one read transaction and one row. "cancellable" reads with a
+// context that can be cancelled, as an HTTP request's.
+//
+//	go test -run XXX -bench PrincipalByTokenHash -benchmem ./store
+func BenchmarkPrincipalByTokenHash(b *testing.B) {
+	s, err := OpenSQLite(b.Context(), filepath.Join(b.TempDir(), "writ.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	p := access.Principal{ID: "op", Name: "op", Role: access.Operator, TokenHash: access.HashToken("secret")}
+	if err := s.CreatePrincipal(b.Context(), p); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		ctx  context.Context
+	}{{"background", context.Background()}, {"cancellable", b.Context()}} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := s.PrincipalByTokenHash(c.ctx, p.TokenHash); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
