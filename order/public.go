@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"time"
+	"unicode/utf8"
 )
 
 // publicTimeLayout writes every time of a public document in UTC with
@@ -64,19 +65,26 @@ type publicTarget struct {
 // record of an order against the ledger.
 func PublicDocument(o *Order) []byte {
 	format := func(t time.Time) string { return t.UTC().Format(publicTimeLayout) }
+	v, vs := validUTF8, func(l []string) []string {
+		out := make([]string, len(l))
+		for i, s := range l {
+			out[i] = validUTF8(s)
+		}
+		return out
+	}
 	p := publicOrder{
-		ID:                o.ID,
-		Authority:         publicAuth{o.Authority.ID, o.Authority.Name, string(o.Authority.Kind), o.Authority.Jurisdiction},
-		LegalBasis:        publicBasis{o.LegalBasis.Statute, o.LegalBasis.Case, o.LegalBasis.URL, o.LegalBasis.Summary},
-		Jurisdiction:      append([]string{}, o.Jurisdiction...),
+		ID:                v(o.ID),
+		Authority:         publicAuth{v(o.Authority.ID), v(o.Authority.Name), v(string(o.Authority.Kind)), v(o.Authority.Jurisdiction)},
+		LegalBasis:        publicBasis{v(o.LegalBasis.Statute), v(o.LegalBasis.Case), v(o.LegalBasis.URL), v(o.LegalBasis.Summary)},
+		Jurisdiction:      vs(o.Jurisdiction),
 		Effective:         format(o.Effective),
 		Received:          format(o.Received),
 		Targets:           make([]publicTarget, 0, len(o.Targets)),
-		Note:              o.Note,
-		AmendingAuths:     o.AmendingAuthorities,
+		Note:              v(o.Note),
+		AmendingAuths:     vs(o.AmendingAuthorities),
 		Amendments:        o.Amendments,
-		Disposition:       string(o.Disposition),
-		DispositionReason: o.DispositionReason,
+		Disposition:       v(string(o.Disposition)),
+		DispositionReason: v(o.DispositionReason),
 	}
 	if !o.Expires.IsZero() {
 		p.Expires = format(o.Expires)
@@ -88,13 +96,24 @@ func PublicDocument(o *Order) []byte {
 		p.DispositionAt = format(*o.DispositionAt)
 	}
 	for _, t := range o.Targets {
-		p.Targets = append(p.Targets, publicTarget{t.FQDN, t.Subdomains, t.IP, t.URL, string(t.State), t.HoldReason, t.Amendment, t.Decision})
+		p.Targets = append(p.Targets, publicTarget{v(t.FQDN), t.Subdomains, v(t.IP), v(t.URL), v(string(t.State)), v(t.HoldReason), t.Amendment, v(t.Decision)})
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(p)
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+}
+
+// validUTF8 returns s with each byte that is not part of valid UTF-8
+// replaced by U+FFFD, as a JSON encoding and decoding would leave it: so
+// that an order has the same public document before it is stored and
+// after, when its invalid bytes have become U+FFFD.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return string([]rune(s))
 }
 
 // PublicDocumentSHA256 is the hex SHA-256 of PublicDocument(o), which

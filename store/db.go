@@ -98,7 +98,7 @@ func (s *db) ModifyOrder(ctx context.Context, id string, change func(o *order.Or
 		events []order.Event
 		seqs   []uint64
 	)
-	version, err := s.inWriteTx(ctx, func(t *tx) error {
+	version, err := s.inWriteTx(ctx, func(ctx context.Context, t *tx) error {
 		var doc string
 		err := t.QueryRowContext(ctx, `SELECT document FROM orders WHERE id = ?`, id).Scan(&doc)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -126,7 +126,7 @@ func (s *db) ModifyOrder(ctx context.Context, id string, change func(o *order.Or
 			formatTime(o.Received), statusColumn(o), doc, id); err != nil {
 			return err
 		}
-		seqs, err = insertEvents(ctx, t, id, events)
+		seqs, err = insertEvents(ctx, t, id, events, o)
 		return err
 	})
 	var ce changeError
@@ -176,7 +176,7 @@ func (s *db) writeOrder(ctx context.Context, op string, o *order.Order, events [
 		return 0, fmt.Errorf("store: %s order %s: %w", op, o.ID, err)
 	}
 	var seqs []uint64
-	version, err := s.inWriteTx(ctx, func(tx *tx) error {
+	version, err := s.inWriteTx(ctx, func(ctx context.Context, tx *tx) error {
 		if check != nil {
 			if err := check(ctx, tx); err != nil {
 				return err
@@ -191,7 +191,7 @@ func (s *db) writeOrder(ctx context.Context, op string, o *order.Order, events [
 		} else if n == 0 {
 			return noRow
 		}
-		seqs, err = insertEvents(ctx, tx, o.ID, events)
+		seqs, err = insertEvents(ctx, tx, o.ID, events, o)
 		return err
 	})
 	if err != nil {
@@ -222,7 +222,7 @@ func (s *db) AppendEvents(ctx context.Context, events []order.Event) (version ui
 		stored []int         // indexes into events of those written
 		fresh  []order.Event // copies of those, filled by insertEvents
 	)
-	version, err = s.inWriteTx(ctx, func(tx *tx) error {
+	version, err = s.inWriteTx(ctx, func(ctx context.Context, tx *tx) error {
 		stored, fresh = stored[:0], fresh[:0]
 		for i, e := range events {
 			if onceKinds[e.Kind] {
@@ -238,7 +238,7 @@ func (s *db) AppendEvents(ctx context.Context, events []order.Event) (version ui
 			fresh = append(fresh, e)
 		}
 		var err error
-		seqs, err = insertEvents(ctx, tx, "", fresh)
+		seqs, err = insertEvents(ctx, tx, "", fresh, nil)
 		return err
 	})
 	if err != nil {
@@ -257,8 +257,14 @@ var onceKinds = map[order.EventKind]bool{order.EventActivated: true, order.Event
 // inWriteTx runs fn in a write transaction and returns the version as of
 // its commit. The version is read inside the transaction because another
 // process sharing the file could commit between our commit and a later
-// read.
-func (s *db) inWriteTx(ctx context.Context, fn func(*tx) error) (version uint64, err error) {
+// read. fn is given the context its statements run in: on SQLite, one
+// that is not cancelled, so that a local write is never torn off by a
+// client that hangs up (it would only roll back) and its statements are
+// spared the driver's watch for cancellation.
+func (s *db) inWriteTx(ctx context.Context, fn func(context.Context, *tx) error) (version uint64, err error) {
+	if s.d.detachWrites {
+		ctx = context.WithoutCancel(ctx)
+	}
 	sqlTx, err := s.write.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, err
@@ -272,11 +278,13 @@ func (s *db) inWriteTx(ctx context.Context, fn func(*tx) error) (version uint64,
 	if err := s.d.lockWriters(ctx, t); err != nil {
 		return 0, fmt.Errorf("take the write lock: %w", err)
 	}
-	if err := fn(t); err != nil {
+	if err := fn(ctx, t); err != nil {
 		return 0, err
 	}
-	if version, err = readVersion(ctx, t); err != nil {
-		return 0, err
+	if version = t.lastSeq; version == 0 {
+		if version, err = readVersion(ctx, t); err != nil {
+			return 0, err
+		}
 	}
 	if err := s.d.notify(ctx, t, version); err != nil {
 		return 0, err
@@ -307,11 +315,13 @@ func checkEventsBelong(id string, events []order.Event) error {
 // Each event is stored with the hash of its order's public document as
 // this transaction leaves it and the seq of the order's last event in
 // the transaction, after which that document stands. An event for an
-// unknown order is ErrNotFound. The
+// unknown order is ErrNotFound. written, when not nil, is an order whose
+// document the transaction has just written: its hash is taken from it
+// rather than from the document read back. The
 // seqs are returned rather than written into events so that a
 // transaction that later rolls back leaves the caller's events
 // untouched, but for the document fields, which depend on nothing else.
-func insertEvents(ctx context.Context, tx *tx, defaultID string, events []order.Event) ([]uint64, error) {
+func insertEvents(ctx context.Context, tx *tx, defaultID string, events []order.Event, written *order.Order) ([]uint64, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
@@ -328,14 +338,12 @@ func insertEvents(ctx context.Context, tx *tx, defaultID string, events []order.
 		seqs[i] = last + uint64(i) + 1
 		lastOf[events[i].OrderID] = seqs[i]
 	}
-	stmt, err := tx.PrepareContext(ctx,
-		`INSERT INTO events(seq, order_id, at, kind, principal, detail, doc_sha256, doc_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return nil, err
-	}
-	defer stmt.Close()
 	docs := map[string]string{}
 	for id := range lastOf {
+		if written != nil && written.ID == id {
+			docs[id] = order.PublicDocumentSHA256(written)
+			continue
+		}
 		var doc string
 		err := tx.QueryRowContext(ctx, `SELECT document FROM orders WHERE id = ?`, id).Scan(&doc)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -353,10 +361,12 @@ func insertEvents(ctx context.Context, tx *tx, defaultID string, events []order.
 	for i := range events {
 		e := &events[i]
 		e.DocumentSHA256, e.DocumentSeq = docs[e.OrderID], lastOf[e.OrderID]
-		if _, err := stmt.ExecContext(ctx, int64(seqs[i]), e.OrderID, formatTime(e.At), string(e.Kind), e.Principal, e.Detail, e.DocumentSHA256, int64(e.DocumentSeq)); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO events(seq, order_id, at, kind, principal, detail, doc_sha256, doc_seq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			int64(seqs[i]), e.OrderID, formatTime(e.At), string(e.Kind), e.Principal, e.Detail, e.DocumentSHA256, int64(e.DocumentSeq)); err != nil {
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
 	}
+	tx.lastSeq = seqs[len(seqs)-1]
 	return seqs, nil
 }
 

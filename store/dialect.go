@@ -30,12 +30,19 @@ type dialect struct {
 	readTx *sql.TxOptions
 	// migrations is the schema history of this database.
 	migrations func() []string
+	// detachWrites runs write transactions in a context that is not
+	// cancelled (see inWriteTx): for a local database only, whose writes
+	// cannot hang on a network.
+	detachWrites bool
 }
 
 // tx is a transaction whose queries are written with "?" placeholders.
 type tx struct {
 	*sql.Tx
 	d dialect
+	// lastSeq is the seq of the last event the transaction inserted, if
+	// any: the store version at its commit.
+	lastSeq uint64
 }
 
 func (t *tx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
@@ -74,6 +81,7 @@ var sqliteDialect = dialect{
 	least:          "MIN",
 	readTx:         &sql.TxOptions{ReadOnly: true},
 	migrations:     sqliteMigrations,
+	detachWrites:   true,
 }
 
 // Advisory lock keys of writ's PostgreSQL schema.

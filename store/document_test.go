@@ -56,7 +56,51 @@ func TestEventsCarryDocumentHash(t *testing.T) {
 				t.Errorf("event %d (%s): document %s after %d, want %s after %d", e.Seq, e.Kind, e.DocumentSHA256, e.DocumentSeq, want[i].hash, want[i].seq)
 			}
 		}
+		// The hash is that of the document as stored, read back.
+		stored, err := s.Order(ctx, "o1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := order.PublicDocumentSHA256(stored); h != second {
+			t.Errorf("the stored order's document hashes to %s; its events say %s", h, second)
+		}
 	})
+}
+
+// The hash of an order's public document is the same before and after
+// the store's encoding round trip, whatever the time zones, empty lists
+// or invalid UTF-8 of the order in memory: the store records the hash of
+// the order it was handed, and anyone checks it against the order as
+// stored.
+func TestDocumentHashSurvivesRoundTrip(t *testing.T) {
+	paris, err := time.LoadLocation("Europe/Paris")
+	if err != nil {
+		paris = time.FixedZone("CET", 3600)
+	}
+	now := time.Date(2026, 11, 24, 10, 30, 15, 123456789, paris)
+	cases := map[string]*order.Order{"full": fullOrder("o1", now)}
+	empty := fullOrder("o2", now)
+	empty.Jurisdiction, empty.Targets, empty.AmendingAuthorities = []string{}, []order.Target{}, []string{}
+	cases["empty lists"] = empty
+	odd := fullOrder("o3", now)
+	odd.Note, odd.LegalBasis.Summary = "bad \xff utf-8 <&>", "\u2028 line separator"
+	odd.AmendingAuthorities = []string{"it-agcom"}
+	at := now.Add(time.Minute)
+	odd.Disposition, odd.DispositionAt, odd.DispositionReason = order.Suspended, &at, "appeal"
+	cases["odd text"] = odd
+	for name, o := range cases {
+		doc, err := encodeOrder(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := decodeOrder(o.ID, doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a, b := order.PublicDocumentSHA256(o), order.PublicDocumentSHA256(back); a != b {
+			t.Errorf("%s: %s in memory, %s after the round trip:\n%s\n%s", name, a, b, order.PublicDocument(o), order.PublicDocument(back))
+		}
+	}
 }
 
 func TestEnsureSettingFirstWins(t *testing.T) {

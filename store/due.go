@@ -15,7 +15,7 @@ import (
 
 // PutAuthority registers an authority, or updates a registered one.
 func (s *db) PutAuthority(ctx context.Context, a order.RegisteredAuthority) error {
-	_, err := s.inWriteTx(ctx, func(tx *tx) error {
+	_, err := s.inWriteTx(ctx, func(ctx context.Context, tx *tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO authorities(id, name, kind, jurisdiction, deadline_seconds, registered_at)
 			VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT(id) DO UPDATE SET name = excluded.name, kind = excluded.kind,
@@ -73,7 +73,7 @@ func scanAuthority(r scanner) (order.RegisteredAuthority, error) {
 // CreatePrincipal stores new credentials. An id or token hash already in
 // use is ErrExists.
 func (s *db) CreatePrincipal(ctx context.Context, p access.Principal) error {
-	_, err := s.inWriteTx(ctx, func(tx *tx) error {
+	_, err := s.inWriteTx(ctx, func(ctx context.Context, tx *tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO principals(id, name, role, authority, token_hash, created_at, disabled)
 			VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
 			p.ID, p.Name, string(p.Role), p.Authority, p.TokenHash, formatTime(p.Created), boolInt(p.Disabled))
@@ -151,7 +151,7 @@ func (s *db) Principals(ctx context.Context) ([]access.Principal, error) {
 
 // SetPrincipalDisabled disables or re-enables a principal's credentials.
 func (s *db) SetPrincipalDisabled(ctx context.Context, id string, disabled bool) error {
-	_, err := s.inWriteTx(ctx, func(tx *tx) error {
+	_, err := s.inWriteTx(ctx, func(ctx context.Context, tx *tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE principals SET disabled = ? WHERE id = ?`, boolInt(disabled), id)
 		if err != nil {
 			return err
@@ -175,7 +175,7 @@ func (s *db) CreateContest(ctx context.Context, c *order.Contest, events func(id
 		evs  []order.Event
 		seqs []uint64
 	)
-	version, err := s.inWriteTx(ctx, func(tx *tx) error {
+	version, err := s.inWriteTx(ctx, func(ctx context.Context, tx *tx) error {
 		err := tx.QueryRowContext(ctx, `INSERT INTO contests(order_id, target, grounds, filer_name, filer_email, filed_at, status, decided_at, decision)
 			VALUES (?, ?, ?, ?, ?, ?, ?, '', '') RETURNING id`,
 			c.OrderID, c.Target, c.Grounds, c.Filer.Name, c.Filer.Email, formatTime(c.Filed), string(c.Status)).Scan(&id)
@@ -183,7 +183,7 @@ func (s *db) CreateContest(ctx context.Context, c *order.Contest, events func(id
 			return err
 		}
 		evs = events(id)
-		seqs, err = insertEvents(ctx, tx, c.OrderID, evs)
+		seqs, err = insertEvents(ctx, tx, c.OrderID, evs, nil)
 		return err
 	})
 	if err != nil {
@@ -207,7 +207,7 @@ func (s *db) DecideContest(ctx context.Context, c *order.Contest, o *order.Order
 		}
 	}
 	var seqs []uint64
-	version, err := s.inWriteTx(ctx, func(tx *tx) error {
+	version, err := s.inWriteTx(ctx, func(ctx context.Context, tx *tx) error {
 		decided := ""
 		if c.Decided != nil {
 			decided = formatTime(*c.Decided)
@@ -234,7 +234,7 @@ func (s *db) DecideContest(ctx context.Context, c *order.Contest, o *order.Order
 				return err
 			}
 		}
-		seqs, err = insertEvents(ctx, tx, c.OrderID, events)
+		seqs, err = insertEvents(ctx, tx, c.OrderID, events, o)
 		return err
 	})
 	if err != nil {
@@ -322,7 +322,7 @@ func (s *db) AddReceipt(ctx context.Context, r policy.Receipt) error {
 	if strings.TrimSpace(r.Point) == "" {
 		return errors.New("store: receipt without an enforcement point")
 	}
-	_, err := s.inWriteTx(ctx, func(tx *tx) error {
+	_, err := s.inWriteTx(ctx, func(ctx context.Context, tx *tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO receipts(point, version, applied_at, scope) VALUES (?, ?, ?, ?)
 			ON CONFLICT(point, version) DO UPDATE SET applied_at = `+s.d.least+`(receipts.applied_at, excluded.applied_at)`,
 			r.Point, int64(r.Version), formatTime(r.At), r.Scope)

@@ -17,7 +17,7 @@ func (s *db) EnsureSetting(ctx context.Context, name, value string) (string, err
 		return "", errors.New("store: setting has no name")
 	}
 	var held string
-	_, err := s.inWriteTx(ctx, func(t *tx) error {
+	_, err := s.inWriteTx(ctx, func(ctx context.Context, t *tx) error {
 		err := t.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = ?`, name).Scan(&held)
 		if err == nil {
 			return nil
