@@ -113,14 +113,23 @@ func (r *Registry) EnsurePrincipal(ctx context.Context, p access.Principal, toke
 
 // Authenticate returns the principal holding token. Unknown and disabled
 // credentials are refused alike.
+//
+// A success is remembered for AuthCacheTTL.
 func (r *Registry) Authenticate(ctx context.Context, token string) (access.Principal, error) {
-	p, err := r.store.PrincipalByTokenHash(ctx, access.HashToken(token))
+	hash := access.HashToken(token)
+	now := r.clock.Now()
+	p, gen, ok := r.auth.get(hash, now)
+	if ok {
+		return p, nil
+	}
+	p, err := r.store.PrincipalByTokenHash(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) || err == nil && p.Disabled {
 		return access.Anonymous, fmt.Errorf("unknown or disabled credentials: %w", ErrForbidden)
 	}
 	if err != nil {
 		return access.Anonymous, err
 	}
+	r.auth.put(hash, p, now, gen)
 	return p, nil
 }
 
@@ -138,6 +147,7 @@ func (r *Registry) DisablePrincipal(ctx context.Context, id string, disabled boo
 	if !by.Can(access.ManagePrincipals) {
 		return forbidden(by, access.ManagePrincipals)
 	}
+	defer r.auth.forget()
 	if err := r.store.SetPrincipalDisabled(ctx, id, disabled); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("principal %s: %w", id, ErrNotFound)

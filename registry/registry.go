@@ -118,6 +118,7 @@ type Registry struct {
 	// published, which the updater applies; the others stand.
 	unpublished map[string]bool
 	published   bool // the policy has been published once
+	auth        authCache
 }
 
 type activationMark struct {
