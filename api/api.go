@@ -417,6 +417,56 @@ func (s *server) view(o *order.Order, now time.Time) orderView {
 	return orderView{Order: o, Status: o.StatusAt(now), Enforced: o.EnforcedAt(now), RecordURL: s.recordURL(o.ID)}
 }
 
+// orderSummary is what a submission or an amendment answers to a client
+// that sent "Prefer: return=minimal" (RFC 7240): enough to know what
+// became of the order without the whole of it, which for an order of
+// thousands of targets costs more to encode than the change did.
+type orderSummary struct {
+	ID         string       `json:"id"`
+	Status     order.Status `json:"status"`
+	Enforced   bool         `json:"enforced"`
+	Targets    int          `json:"targets"`
+	Held       int          `json:"held"`
+	Amendments int          `json:"amendments,omitempty"`
+	RecordURL  string       `json:"record_url"`
+	Warnings   []string     `json:"warnings,omitempty"`
+}
+
+// writeOrder answers a change with the order as it stands (v), or with
+// its summary when the client prefers a minimal answer.
+func writeOrder(w http.ResponseWriter, r *http.Request, status int, v orderView) {
+	w.Header().Add("Vary", "Prefer")
+	if !prefersMinimal(r) {
+		writeJSON(w, status, v)
+		return
+	}
+	sum := orderSummary{ID: v.ID, Status: v.Status, Enforced: v.Enforced, Targets: len(v.Targets),
+		Amendments: v.Amendments, RecordURL: v.RecordURL, Warnings: v.Warnings}
+	for _, t := range v.Targets {
+		if t.State == order.TargetHeld {
+			sum.Held++
+		}
+	}
+	w.Header().Set("Preference-Applied", "return=minimal")
+	writeJSON(w, status, sum)
+}
+
+// prefersMinimal reports whether a request's Prefer headers (RFC 7240:
+// comma-separated preferences, each with optional parameters after ';',
+// names compared without case) hold return=minimal.
+func prefersMinimal(r *http.Request) bool {
+	for _, h := range r.Header.Values("Prefer") {
+		for _, pref := range strings.Split(h, ",") {
+			pref, _, _ = strings.Cut(pref, ";")
+			name, value, _ := strings.Cut(strings.TrimSpace(pref), "=")
+			if strings.EqualFold(strings.TrimSpace(name), "return") && strings.EqualFold(strings.Trim(strings.TrimSpace(value), `"`), "minimal") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (s *server) createOrder(w http.ResponseWriter, r *http.Request) {
 	body, ok := s.readJSON(w, r, s.cfg.MaxBodyBytes)
 	if !ok {
@@ -449,7 +499,7 @@ func (s *server) createOrder(w http.ResponseWriter, r *http.Request) {
 			// The order is recorded and enforced: the acknowledgement starts
 			// the propagation clock.
 			s.reg.Acknowledged(o.ID, time.Now())
-			writeJSON(w, http.StatusCreated, v)
+			writeOrder(w, r, http.StatusCreated, v)
 			return
 		}
 	}

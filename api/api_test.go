@@ -899,6 +899,7 @@ func TestOpenAPI(t *testing.T) {
 		"LegalBasis":          reflect.TypeFor[order.LegalBasis](),
 		"Event":               reflect.TypeFor[order.Event](),
 		"Order":               reflect.TypeFor[orderView](),
+		"OrderSummary":        reflect.TypeFor[orderSummary](),
 		"FieldError":          reflect.TypeFor[order.FieldError](),
 		"Error":               reflect.TypeFor[errorBody](),
 		"DecisionResult":      reflect.TypeFor[Decision](),

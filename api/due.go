@@ -27,7 +27,7 @@ func (s *server) amendOrder(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		var o *order.Order
 		if o, err = s.reg.Amend(r.Context(), r.PathValue("id"), a, principalOf(r)); err == nil {
-			writeJSON(w, http.StatusOK, s.view(o, s.reg.Now()))
+			writeOrder(w, r, http.StatusOK, s.view(o, s.reg.Now()))
 			return
 		}
 	}

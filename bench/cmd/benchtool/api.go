@@ -21,6 +21,9 @@ type apiClient struct {
 	base  string
 	token string
 	http  *http.Client
+	// minimal asks for the summary of a changed order rather than the
+	// whole of it (Prefer: return=minimal), as a notifying feed would.
+	minimal bool
 }
 
 func newAPI(base, tokenFile string) (*apiClient, error) {
@@ -38,6 +41,9 @@ func (c *apiClient) post(path string, body []byte, want int) ([]byte, error) {
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
+	if c.minimal {
+		req.Header.Set("Prefer", "return=minimal")
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err
@@ -120,11 +126,13 @@ func amend(args []string) error {
 	duration := fs.Duration("duration", 20*time.Second, "how long to amend")
 	orders := fs.Int("orders", 20, "orders to amend in turn")
 	workers := fs.Int("parallel", 8, "amendments in flight at most")
+	minimal := fs.Bool("minimal", true, "ask for the changed order's summary only (Prefer: return=minimal)")
 	fs.Parse(args)
 	c, err := newAPI(*base, *token)
 	if err != nil {
 		return err
 	}
+	c.minimal = *minimal
 	g := namegen.New(77)
 	now := time.Now().UTC()
 	var ids []string
