@@ -82,7 +82,7 @@ func (r *Registry) Submit(ctx context.Context, sub *order.Submission, by access.
 		if err != nil {
 			return nil, fmt.Errorf("registry: record order: %w", err)
 		}
-		r.setOrder(o)
+		r.setWritten(o, events)
 		r.metrics.submitted.Add(1)
 		r.recorded(ctx, version, events)
 		r.log.Info("order received", "order", o.ID, "authority", o.Authority.ID, "jurisdiction", o.JurisdictionString(),
@@ -118,12 +118,14 @@ func (r *Registry) matchRegistered(sub *order.Submission, a order.RegisteredAuth
 func (r *Registry) change(ctx context.Context, id string, fn func(o *order.Order, now time.Time) ([]order.Event, error)) (*order.Order, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, err := r.lookup(ctx, id); err != nil {
+	cur, err := r.lookup(ctx, id)
+	if err != nil {
 		return nil, err
 	}
 	// The store runs fn on the order as it stands, under its write lock,
-	// so that a change made meanwhile on another node is never lost.
-	o, events, version, err := r.store.ModifyOrder(ctx, id, func(o *order.Order) ([]order.Event, error) {
+	// so that a change made meanwhile on another node is never lost; the
+	// order in memory spares it a read when nothing was.
+	o, events, version, err := r.store.ModifyOrderFrom(ctx, cur, r.written[id], func(o *order.Order) ([]order.Event, error) {
 		now := r.clock.Now().UTC()
 		events, err := fn(o, now)
 		for i := range events {
@@ -140,7 +142,7 @@ func (r *Registry) change(ctx context.Context, id string, fn func(o *order.Order
 	if err != nil {
 		return nil, err
 	}
-	r.setOrder(o)
+	r.setWritten(o, events)
 	r.recorded(ctx, version, events)
 	for _, e := range events {
 		r.log.Info("order "+string(e.Kind), "order", id, "principal", e.Principal, "detail", e.Detail, "policy_version", r.version)

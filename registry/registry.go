@@ -27,6 +27,7 @@ import (
 type Store interface {
 	CreateOrder(ctx context.Context, o *order.Order, events []order.Event) (uint64, error)
 	ModifyOrder(ctx context.Context, id string, change func(o *order.Order) ([]order.Event, error)) (*order.Order, []order.Event, uint64, error)
+	ModifyOrderFrom(ctx context.Context, cur *order.Order, last uint64, change func(o *order.Order) ([]order.Event, error)) (*order.Order, []order.Event, uint64, error)
 	AppendEvents(ctx context.Context, events []order.Event) (uint64, error)
 	Orders(ctx context.Context) ([]*order.Order, uint64, error)
 	Order(ctx context.Context, id string) (*order.Order, error)
@@ -118,6 +119,10 @@ type Registry struct {
 	// published, which the updater applies; the others stand.
 	unpublished map[string]bool
 	published   bool // the policy has been published once
+	// written holds, for an order this registry last wrote itself, the
+	// seq of that write's last event: as long as the store has nothing
+	// later for it, the order in memory is the one stored.
+	written map[string]uint64
 	auth        authCache
 }
 
@@ -145,6 +150,7 @@ func Open(ctx context.Context, st Store, opts Options) (*Registry, error) {
 		changed:     make(chan struct{}),
 		dirty:       map[string]bool{},
 		unpublished: map[string]bool{},
+		written:     map[string]uint64{},
 	}
 	if r.clock == nil {
 		r.clock = systemClock{}
@@ -546,6 +552,16 @@ func (r *Registry) setOrder(o *order.Order) {
 	r.orders[o.ID] = o
 	r.dirty[o.ID] = true
 	r.unpublished[o.ID] = true
+	delete(r.written, o.ID)
+}
+
+// setWritten is setOrder for an order this registry has just written
+// with events. r.mu must be held.
+func (r *Registry) setWritten(o *order.Order, events []order.Event) {
+	r.setOrder(o)
+	if len(events) > 0 {
+		r.written[o.ID] = events[len(events)-1].Seq
+	}
 }
 
 // newID returns an order id: the UTC date it was received and 32 random

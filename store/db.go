@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/writ-project/writ/order"
@@ -93,23 +94,52 @@ func (s *db) UpdateOrderSince(ctx context.Context, o *order.Order, events []orde
 // returns the order as written, its events with their seqs, and the
 // store version.
 func (s *db) ModifyOrder(ctx context.Context, id string, change func(o *order.Order) ([]order.Event, error)) (*order.Order, []order.Event, uint64, error) {
+	return s.modifyOrder(ctx, id, nil, 0, change)
+}
+
+// ModifyOrderFrom is ModifyOrder for a caller that holds the order as
+// the store had it after the event with seq last (the last of a write
+// it made): if no event of the order was recorded since, change is given
+// a copy of cur rather than the stored document read and decoded again,
+// which for an order of many targets is most of the cost of a change.
+// Otherwise, or with last 0, it reads the document, as ModifyOrder.
+func (s *db) ModifyOrderFrom(ctx context.Context, cur *order.Order, last uint64, change func(o *order.Order) ([]order.Event, error)) (*order.Order, []order.Event, uint64, error) {
+	if cur == nil {
+		return nil, nil, 0, errors.New("store: change order: no order given")
+	}
+	return s.modifyOrder(ctx, cur.ID, cur, last, change)
+}
+
+func (s *db) modifyOrder(ctx context.Context, id string, cur *order.Order, last uint64, change func(o *order.Order) ([]order.Event, error)) (*order.Order, []order.Event, uint64, error) {
 	var (
 		o      *order.Order
 		events []order.Event
 		seqs   []uint64
 	)
 	version, err := s.inWriteTx(ctx, func(ctx context.Context, t *tx) error {
-		var doc string
-		err := t.QueryRowContext(ctx, `SELECT document FROM orders WHERE id = ?`, id).Scan(&doc)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("order %s: %w", id, ErrNotFound)
+		if cur != nil && last > 0 {
+			var seq int64
+			if err := t.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events WHERE order_id = ?`, id).Scan(&seq); err != nil {
+				return err
+			}
+			if uint64(seq) == last {
+				o = storedForm(cur)
+			}
 		}
-		if err != nil {
-			return err
+		if o == nil {
+			var doc string
+			err := t.QueryRowContext(ctx, `SELECT document FROM orders WHERE id = ?`, id).Scan(&doc)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("order %s: %w", id, ErrNotFound)
+			}
+			if err != nil {
+				return err
+			}
+			if o, err = decodeOrder(id, doc); err != nil {
+				return err
+			}
 		}
-		if o, err = decodeOrder(id, doc); err != nil {
-			return err
-		}
+		var err error
 		if events, err = change(o); err != nil {
 			return changeError{err}
 		}
@@ -119,7 +149,8 @@ func (s *db) ModifyOrder(ctx context.Context, id string, change func(o *order.Or
 		if err := checkEventsBelong(id, events); err != nil {
 			return err
 		}
-		if doc, err = encodeOrder(o); err != nil {
+		doc, err := encodeOrder(o)
+		if err != nil {
 			return err
 		}
 		if _, err := t.ExecContext(ctx, `UPDATE orders SET received_at = ?, status = ?, document = ? WHERE id = ?`,
@@ -406,10 +437,38 @@ func statusColumn(o *order.Order) string {
 	return "open"
 }
 
+// storedForm returns a copy of o as the store would hand it back: every
+// time in UTC, without a monotonic clock reading, and no list nil that
+// a document holds.
+func storedForm(o *order.Order) *order.Order {
+	c := o.Clone()
+	utc := func(t time.Time) time.Time { return t.Round(0).UTC() }
+	c.Effective, c.Expires, c.Received = utc(c.Effective), utc(c.Expires), utc(c.Received)
+	if c.Issued != nil {
+		*c.Issued = utc(*c.Issued)
+	}
+	if c.DispositionAt != nil {
+		*c.DispositionAt = utc(*c.DispositionAt)
+	}
+	if c.Jurisdiction == nil {
+		c.Jurisdiction = []string{}
+	}
+	if c.Targets == nil {
+		c.Targets = []order.Target{}
+	}
+	for i := range c.Targets {
+		if a := c.Targets[i].Added; a != nil {
+			t := utc(*a)
+			c.Targets[i].Added = &t
+		}
+	}
+	return c
+}
+
 // encodeOrder renders the stored document with every time in UTC, so that
 // what is read back does not depend on the zone of whoever wrote it.
-// It copies o shallowly: only the times differ, and the caller's order is
-// left alone.
+// It copies o shallowly (and its targets if one's time is not in UTC):
+// only the times differ, and the caller's order is left alone.
 func encodeOrder(o *order.Order) (string, error) {
 	c := *o
 	c.Effective = c.Effective.UTC()
@@ -422,6 +481,16 @@ func encodeOrder(o *order.Order) (string, error) {
 	if o.DispositionAt != nil {
 		t := o.DispositionAt.UTC()
 		c.DispositionAt = &t
+	}
+	cloned := false // the targets, before one is changed
+	for i := range c.Targets {
+		if a := c.Targets[i].Added; a != nil && a.Location() != time.UTC {
+			if !cloned {
+				c.Targets, cloned = slices.Clone(c.Targets), true
+			}
+			u := a.UTC()
+			c.Targets[i].Added = &u
+		}
 	}
 	b, err := json.Marshal(&c)
 	if err != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -118,6 +119,73 @@ func TestEnsureSettingFirstWins(t *testing.T) {
 		}
 		if _, err := s.EnsureSetting(ctx, "", "x"); err == nil {
 			t.Fatal("a setting without a name was stored")
+		}
+	})
+}
+
+// ModifyOrderFrom hands the change the caller's copy only while no event
+// of the order was recorded after the caller's last: a change made in
+// between by another writer (another node) is read, never lost. The copy
+// it hands over is the order as stored, whatever the zones of its times.
+func TestModifyOrderFrom(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *db) {
+		ctx := context.Background()
+		paris := time.FixedZone("CEST", 2*3600)
+		now := time.Now().In(paris)
+		o := fullOrder("o1", now)
+		evs := []order.Event{{Kind: order.EventReceived, At: now}}
+		if _, err := s.CreateOrder(ctx, o, evs); err != nil {
+			t.Fatal(err)
+		}
+		addTarget := func(name string) func(o *order.Order) ([]order.Event, error) {
+			return func(o *order.Order) ([]order.Event, error) {
+				at := time.Now().In(paris)
+				o.Targets = append(o.Targets, order.Target{FQDN: name, State: order.TargetActive, Added: &at})
+				o.Amendments++
+				return []order.Event{{Kind: order.EventAmended, At: at, Detail: name}}, nil
+			}
+		}
+		mine, myEvents, _, err := s.ModifyOrderFrom(ctx, o, evs[0].Seq, addTarget("mine-1.example"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := myEvents[len(myEvents)-1].Seq
+
+		// Unchanged since: the copy is used, and it is the stored order.
+		var seen *order.Order
+		if mine, myEvents, _, err = s.ModifyOrderFrom(ctx, mine, last, func(o *order.Order) ([]order.Event, error) {
+			seen = o.Clone()
+			return addTarget("mine-2.example")(o)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		stored, err := s.Order(ctx, "o1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := encodeOrder(stored)
+		seen.Targets = append(seen.Targets, stored.Targets[len(stored.Targets)-1])
+		seen.Amendments++
+		if got, _ := encodeOrder(seen); got != want {
+			t.Errorf("the copy handed over differs from the order stored:\n%s\n%s", got, want)
+		}
+		last = myEvents[len(myEvents)-1].Seq
+
+		// Another writer amends it meanwhile.
+		if _, _, _, err := s.ModifyOrder(ctx, "o1", addTarget("theirs.example")); err != nil {
+			t.Fatal(err)
+		}
+		// My next change starts from the stored order, theirs included.
+		changed, _, _, err := s.ModifyOrderFrom(ctx, mine, last, addTarget("mine-3.example"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, tg := range changed.Targets {
+			names = append(names, tg.FQDN)
+		}
+		if got := strings.Join(names, " "); !strings.Contains(got, "theirs.example") || !strings.HasSuffix(got, "mine-2.example theirs.example mine-3.example") {
+			t.Fatalf("targets after the other writer's change: %s", got)
 		}
 	})
 }
