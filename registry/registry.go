@@ -123,7 +123,7 @@ type Registry struct {
 	// seq of that write's last event: as long as the store has nothing
 	// later for it, the order in memory is the one stored.
 	written map[string]uint64
-	auth        authCache
+	auth    authCache
 }
 
 type activationMark struct {
