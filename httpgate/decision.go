@@ -86,15 +86,15 @@ func (g *Gate) DecisionHandler() http.Handler {
 func (g *Gate) decideForProxy(r *http.Request) Decision {
 	host := firstOf(r.Header.Get(HeaderOriginalHost), firstElement(r.Header.Get(HeaderForwardedHost)), r.Host)
 	uri := firstOf(r.Header.Get(HeaderOriginalURI), r.Header.Get(HeaderForwardedURI), r.URL.RequestURI())
-	path := "/"
+	path, query := "/", ""
 	if u, err := url.ParseRequestURI(uri); err == nil {
-		path = u.Path
-	} else if p, _, _ := strings.Cut(uri, "?"); strings.HasPrefix(p, "/") {
+		path, query = u.Path, u.RawQuery
+	} else if p, q, _ := strings.Cut(uri, "?"); strings.HasPrefix(p, "/") {
 		// A URI Go will not parse (bad escapes) still has a path that an
 		// origin may serve; decide on it as written.
-		path = p
+		path, query = p, q
 	}
-	return g.Decide(Request{Host: host, Path: path, Client: g.ClientAddr(r)})
+	return g.Decide(Request{Host: host, Path: path, Query: query, Client: g.ClientAddr(r)})
 }
 
 func firstOf(values ...string) string {

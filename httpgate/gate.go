@@ -166,6 +166,9 @@ type Request struct {
 	SNI string
 	// Path is the request path, decoded as in url.URL.Path.
 	Path string
+	// Query is the raw query, as in url.URL.RawQuery: a URL target with
+	// a query blocks only requests that carry its parameters.
+	Query string
 	// Client is the address whose jurisdiction counts.
 	Client netip.Addr
 }
@@ -253,7 +256,7 @@ func (g *Gate) Decide(r Request) Decision {
 		}
 	}
 	d.Path = canonicalPath(r.Path)
-	if ref := snap.MatchURL(host, port, d.Path, d.Scope); ref != nil {
+	if ref := snap.MatchURLQuery(host, port, d.Path, r.Query, d.Scope); ref != nil {
 		d.Order, d.Target = ref, TargetURL
 	}
 	return d
@@ -267,7 +270,7 @@ func (g *Gate) DecideHTTP(r *http.Request) Decision {
 	if r.TLS != nil {
 		sni = r.TLS.ServerName
 	}
-	return g.Decide(Request{Host: r.Host, SNI: sni, Path: r.URL.Path, Client: g.ClientAddr(r)})
+	return g.Decide(Request{Host: r.Host, SNI: sni, Path: r.URL.Path, Query: r.URL.RawQuery, Client: g.ClientAddr(r)})
 }
 
 // Middleware answers requests blocked for their client with the 451 page

@@ -33,6 +33,10 @@ func TestDecide(t *testing.T) {
 		{"url", Request{Host: "news.example", Path: "/live/x", Client: fr}, "20250328-paris", TargetURL},
 		{"url on a non-default port", Request{Host: "news.example:8443", Path: "/live", Client: fr}, "", TargetNone},
 		{"url sibling", Request{Host: "news.example", Path: "/lively", Client: fr}, "", TargetNone},
+		{"url with its query", Request{Host: "news.example", Path: "/watch", Query: "t=3&v=abc", Client: fr}, "20250328-paris", TargetURL},
+		{"url with another query", Request{Host: "news.example", Path: "/watch", Query: "v=abd", Client: fr}, "", TargetNone},
+		{"url of a query target, no query", Request{Host: "news.example", Path: "/watch", Client: fr}, "", TargetNone},
+		{"url with its query, outside", Request{Host: "news.example", Path: "/watch", Query: "v=abc", Client: out}, "", TargetNone},
 		{"address host", Request{Host: "198.51.100.9", Path: "/", Client: fr}, "20250328-paris", TargetAddr},
 		{"ipv6 host", Request{Host: "[2001:db8::1]:443", Path: "/", Client: fr}, "", TargetNone},
 		{"mapped client", Request{Host: "calcio.example", Path: "/", Client: netip.MustParseAddr("::ffff:" + itClient)}, "20250401-agcom", TargetName},
@@ -192,6 +196,13 @@ func TestDecisionHandler(t *testing.T) {
 	if w := do("/auth", proxy, nginx("news.example", "/lively", frClient)...); w.Code != http.StatusNoContent {
 		t.Errorf("auth of a sibling path: %d", w.Code)
 	}
+	// A URL target with a query: the proxy's URI carries it.
+	if w := do("/auth", proxy, nginx("news.example", "/watch?v=abc&t=3", frClient)...); w.Code != http.StatusForbidden {
+		t.Errorf("auth of the query a URL target names: %d", w.Code)
+	}
+	if w := do("/auth", proxy, nginx("news.example", "/watch?v=other", frClient)...); w.Code != http.StatusNoContent {
+		t.Errorf("auth of another query on a URL target's path: %d", w.Code)
+	}
 	// From an untrusted peer, the client address header is ignored.
 	if w := do("/auth", outClient+":1", nginx("www.motogpstream.me", "/", frClient)...); w.Code != http.StatusNoContent {
 		t.Errorf("auth from an untrusted peer claiming France: %d", w.Code)
@@ -227,12 +238,12 @@ func TestDecisionHandler(t *testing.T) {
 	// not a second block.
 	m := gather(t, g.Metrics)
 	for series, want := range map[string]float64{
-		`writ_gate_requests_total{endpoint="auth_request"}`: 5,
+		`writ_gate_requests_total{endpoint="auth_request"}`: 7,
 		`writ_gate_requests_total{endpoint="forward_auth"}`: 2,
 		`writ_gate_requests_total{endpoint="proxy"}`:        0,
-		`writ_gate_blocks_total{scope="FR"}`:                3,
+		`writ_gate_blocks_total{scope="FR"}`:                4,
 		`writ_gate_blocks_by_target_total{target="name"}`:   2,
-		`writ_gate_blocks_by_target_total{target="url"}`:    1,
+		`writ_gate_blocks_by_target_total{target="url"}`:    2,
 		`writ_gate_policy_version`:                          7,
 		`writ_gate_order_propagation_seconds_count`:         0,
 	} {

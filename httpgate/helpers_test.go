@@ -66,6 +66,7 @@ func testOrders(now time.Time) []*order.Order {
 				order.Target{FQDN: "motogpstream.me", Subdomains: true},
 				order.Target{FQDN: "tarjetarojaenvivo.lat", Subdomains: true},
 				order.Target{URL: "https://news.example/live"},
+				order.Target{URL: "https://news.example/watch?v=abc"},
 				order.Target{IP: "198.51.100.0/24"},
 			),
 		},

@@ -365,6 +365,11 @@ func normalizeURL(s string) (string, error) {
 	if u.Fragment != "" {
 		return "", errors.New("has a fragment, which is never sent to a server")
 	}
+	if u.RawQuery != "" {
+		if _, err := url.ParseQuery(u.RawQuery); err != nil {
+			return "", fmt.Errorf("has a query that does not parse (%v): a target with a query blocks only requests with its parameters, so they must be clear", err)
+		}
+	}
 	if u.Port() != "" {
 		host += ":" + u.Port()
 	}

@@ -599,3 +599,25 @@ func TestParseRangeList(t *testing.T) {
 		t.Errorf("non-canonical prefix: %v", err)
 	}
 }
+
+// A URL target's query must parse: it is what decides which requests the
+// target blocks. One that parses is kept as given.
+func TestURLTargetQuery(t *testing.T) {
+	for _, c := range []struct {
+		url string
+		ok  bool
+	}{
+		{"https://tube.example/watch?v=abc&list=x", true},
+		{"https://tube.example/watch?v=a%20b", true},
+		{"https://tube.example/watch?v=%zz", false},
+		{"https://tube.example/watch?v=1;list=x", false},
+	} {
+		got, err := normalizeURL(c.url)
+		if c.ok && (err != nil || !strings.Contains(got, "?"+strings.SplitN(c.url, "?", 2)[1])) {
+			t.Errorf("%s: %q, %v; want it kept", c.url, got, err)
+		}
+		if !c.ok && (err == nil || !strings.Contains(err.Error(), "query")) {
+			t.Errorf("%s: %q, %v; want an error naming the query", c.url, got, err)
+		}
+	}
+}

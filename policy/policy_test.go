@@ -319,6 +319,49 @@ func TestMatchURL(t *testing.T) {
 	}
 }
 
+// A URL target with a query blocks its own resource only: its path
+// exactly, for requests carrying each of its parameters, whatever their
+// order, the other parameters or the percent-encoding; never the rest of
+// the path.
+func TestMatchURLQuery(t *testing.T) {
+	s := Compile([]*order.Order{
+		mkOrder("video", []string{"FR"}, order.Target{URL: "https://tube.example/watch?v=abc%20d&list=x"}),
+		mkOrder("page", []string{"FR"}, order.Target{URL: "https://tube.example/page?id=7"}),
+		mkOrder("all", []string{"FR"}, order.Target{URL: "https://tube.example/all"}),
+	}, now, 1, nil)
+	cases := []struct {
+		path, query string
+		c           jurisdiction.Code
+		want        string
+	}{
+		{"/watch", "v=abc%20d&list=x", fr, "video"},
+		{"/watch", "list=x&t=10&v=abc+d", fr, "video"},  // any order, others, '+' for a space
+		{"/watch", "%6Cist=%78&v=abc%20d", fr, "video"}, // encoded alike
+		{"/watch", "v=abc%20d", fr, ""},                 // a parameter missing
+		{"/watch", "v=abc%20e&list=x", fr, ""},          // another video
+		{"/watch", "", fr, ""},                          // the path alone
+		{"/watch/", "v=abc%20d&list=x", fr, ""},         // another path
+		{"/watch/more", "v=abc%20d&list=x", fr, ""},     // not a tree
+		{"/watch", "v=abc%20d&list=x", it, ""},          // out of scope
+		{"/page", "id=7", fr, "page"},
+		{"/page", "id=77", fr, ""},
+		{"/page", "xid=7", fr, ""},
+		{"/page", "id=7%", fr, ""}, // a stray %: itself
+		{"/all/x", "anything=1", fr, "all"},
+	}
+	for _, tc := range cases {
+		if got := id(s.MatchURLQuery("tube.example", "", tc.path, tc.query, tc.c)); got != tc.want {
+			t.Errorf("MatchURLQuery(%s?%s, %s) = %q, want %q", tc.path, tc.query, tc.c, got, tc.want)
+		}
+	}
+	if got := id(s.MatchURL("tube.example", "", "/watch", fr)); got != "" {
+		t.Errorf("MatchURL without a query matched the query target %s", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { s.MatchURLQuery("tube.example", "", "/watch", "t=1&list=x&v=abc+d", fr) }); n != 0 {
+		t.Errorf("%v allocations", n)
+	}
+}
+
 func TestEachNameAndPrefix(t *testing.T) {
 	s := Compile([]*order.Order{
 		mkOrder("a", []string{"FR"}, sub("motogpstream.me"), exact("exact.example"), ip("203.0.113.0/24")),

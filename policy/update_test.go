@@ -36,7 +36,7 @@ func newPolicyModel(t *testing.T, seed uint64) *policyModel {
 		m.names = append(m.names, site, "www."+site, "cdn.www."+site, "x1."+site)
 	}
 	m.ips = []string{"203.0.113.0/24", "203.0.113.5/32", "203.0.112.0/22", "198.51.100.0/24", "2001:db8::/48", "2001:db8::7/128", "2001:db8::/32"}
-	m.urls = []string{"https://stream.example/live", "https://stream.example/live/", "http://stream.example:8080/", "https://other.example/x"}
+	m.urls = []string{"https://stream.example/live", "https://stream.example/live/", "http://stream.example:8080/", "https://other.example/x", "https://stream.example/live?v=1"}
 	return m
 }
 
@@ -191,8 +191,10 @@ func (m *policyModel) equivalent(what string, got, want *Snapshot) {
 		for _, host := range []string{"stream.example", "other.example"} {
 			for _, port := range []string{"", "8080"} {
 				for _, c := range codes {
-					if g, w := id(got.MatchURL(host, port, path, c)), id(want.MatchURL(host, port, path, c)); g != w {
-						t.Fatalf("after %s: MatchURL(%s:%s%s, %s) = %q, compiled anew %q", what, host, port, path, c, g, w)
+					for _, q := range []string{"", "v=1", "t=2&v=1"} {
+						if g, w := id(got.MatchURLQuery(host, port, path, q, c)), id(want.MatchURLQuery(host, port, path, q, c)); g != w {
+							t.Fatalf("after %s: MatchURLQuery(%s:%s%s?%s, %s) = %q, compiled anew %q", what, host, port, path, q, c, g, w)
+						}
 					}
 				}
 			}
