@@ -273,6 +273,10 @@ type statusRecorder struct {
 	status int
 }
 
+// Unwrap lets an http.ResponseController reach the connection: an
+// event stream sets a deadline per write.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
 func (r *statusRecorder) WriteHeader(code int) {
 	r.status = code
 	r.ResponseWriter.WriteHeader(code)

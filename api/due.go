@@ -274,6 +274,14 @@ func (s *server) disablePrincipal(disabled bool) http.HandlerFunc {
 // event after ?after= (or the Last-Event-ID a reconnecting client sends),
 // then each new one as it is recorded. The id of each message is the
 // event's seq, so a client that reconnects misses nothing.
+// eventWriteTimeout bounds each write of an event stream, and
+// eventStreamRetry is the Retry-After of a stream refused for its
+// address holding too many.
+const (
+	eventWriteTimeout = time.Minute
+	eventStreamRetry  = 30 * time.Second
+)
+
 func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	var after uint64
 	last := r.Header.Get("Last-Event-ID")
@@ -293,6 +301,22 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "streaming is not supported here", nil)
 		return
 	}
+	// Without credentials, an address holds a bounded number of streams:
+	// each holds a connection and a goroutine for as long as it likes.
+	if g := guardedOf(r); g != nil && g.principal.Role == access.Anonymous.Role {
+		done, ok := g.guard.openStream(g.client)
+		if !ok {
+			tooMany(w, eventStreamRetry, fmt.Sprintf("too many event streams from this address: at most %d at once", g.guard.cfg.EventStreams))
+			return
+		}
+		defer done()
+	}
+	// A stream outlives the server's write timeout: each write gets its
+	// own deadline instead, so a client that stops reading is still cut
+	// off, one that reads is not.
+	rc := http.NewResponseController(w)
+	deadline := func() { rc.SetWriteDeadline(time.Now().Add(eventWriteTimeout)) }
+	deadline()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
@@ -307,6 +331,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 			if err != nil {
 				return
 			}
+			deadline()
 			for _, e := range evs {
 				b, _ := json.Marshal(e)
 				fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", e.Seq, e.Kind, b)
@@ -322,6 +347,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 			return
 		case <-changed:
 		case <-keepalive.C:
+			deadline()
 			fmt.Fprint(w, ": keep-alive\n\n")
 			flusher.Flush()
 		}

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,6 +31,9 @@ type RateLimit struct {
 	// ContestsPerHour is how many contests one address may file in an
 	// hour (a burst of that many, refilled evenly). 0: no limit.
 	ContestsPerHour int
+	// EventStreams is how many event streams (GET /v1/events) one
+	// address may hold open at once without credentials. 0: no limit.
+	EventStreams int
 	// MaxClients bounds the addresses each limit remembers; beyond it
 	// the least recently seen is forgotten. Default DefaultMaxClients.
 	MaxClients int
@@ -49,12 +53,14 @@ const (
 	DefaultRequestsPerSecond = 20
 	DefaultBurst             = 100
 	DefaultContestsPerHour   = 10
+	DefaultEventStreams      = 8
 	DefaultMaxClients        = 65536
 )
 
 // DefaultRateLimit is the limit a node applies unless configured.
 func DefaultRateLimit() RateLimit {
-	return RateLimit{PerSecond: DefaultRequestsPerSecond, Burst: DefaultBurst, ContestsPerHour: DefaultContestsPerHour, MaxClients: DefaultMaxClients}
+	return RateLimit{PerSecond: DefaultRequestsPerSecond, Burst: DefaultBurst, ContestsPerHour: DefaultContestsPerHour,
+		EventStreams: DefaultEventStreams, MaxClients: DefaultMaxClients}
 }
 
 // Authenticator finds the principal holding a token; registry.Registry
@@ -80,10 +86,15 @@ type Guard struct {
 	log      *slog.Logger
 	requests *limiter // nil: no limit
 	contests *limiter // nil: no limit
+	// streams counts the open event streams without credentials, by
+	// address; an address is forgotten when its last stream closes.
+	streamsMu sync.Mutex
+	streams   map[netip.Addr]int
 
 	refused         *prometheus.CounterVec
 	refusedRequests prometheus.Counter // refused's children, resolved once
 	refusedContests prometheus.Counter
+	refusedStreams  prometheus.Counter
 	failures        prometheus.Counter
 	remembered      *prometheus.Desc
 }
@@ -100,7 +111,7 @@ func NewGuard(rl RateLimit, auth Authenticator, log *slog.Logger) *Guard {
 	g := &Guard{cfg: rl, auth: auth, log: log,
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "writ_http_rate_limited_total",
-			Help: "Requests answered 429 because their client address was out of allowance, by limit (requests, contests).",
+			Help: "Requests answered 429 because their client address was out of allowance, by limit (requests, contests, event_streams).",
 		}, []string{"limit"}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "writ_http_authentication_failures_total",
@@ -120,6 +131,8 @@ func NewGuard(rl RateLimit, auth Authenticator, log *slog.Logger) *Guard {
 	}
 	g.refusedRequests = g.refused.WithLabelValues(limitRequests)
 	g.refusedContests = g.refused.WithLabelValues(limitContests)
+	g.refusedStreams = g.refused.WithLabelValues(limitStreams)
+	g.streams = map[netip.Addr]int{}
 	return g
 }
 
@@ -127,7 +140,31 @@ func NewGuard(rl RateLimit, auth Authenticator, log *slog.Logger) *Guard {
 const (
 	limitRequests = "requests"
 	limitContests = "contests"
+	limitStreams  = "event_streams"
 )
+
+// openStream counts an event stream of client, or reports false when
+// the client holds EventStreams already. The caller calls the returned
+// function when the stream closes.
+func (g *Guard) openStream(client netip.Addr) (func(), bool) {
+	if g.cfg.EventStreams <= 0 {
+		return func() {}, true
+	}
+	g.streamsMu.Lock()
+	defer g.streamsMu.Unlock()
+	if g.streams[client] >= g.cfg.EventStreams {
+		g.refusedStreams.Inc()
+		return nil, false
+	}
+	g.streams[client]++
+	return func() {
+		g.streamsMu.Lock()
+		defer g.streamsMu.Unlock()
+		if g.streams[client]--; g.streams[client] <= 0 {
+			delete(g.streams, client)
+		}
+	}, true
+}
 
 // guarded is what a Guard hands to the handlers behind it.
 type guarded struct {

@@ -125,6 +125,7 @@ http:
     requests_per_second: 5
     burst: 20
     contests_per_hour: 3
+    event_streams: 4
     max_clients: 1000
     trusted_proxies: [10.0.0.1, "192.0.2.0/24"]
 api:
@@ -246,7 +247,7 @@ func TestLoadFull(t *testing.T) {
 				ReadTimeout: Duration(2 * time.Second), Pipeline: 8},
 		},
 		HTTP: HTTP{Listen: "0.0.0.0:8443", PublicURL: "https://writ.isp.example", MaxBodyBytes: 1 << 20,
-			RateLimit: RateLimit{RequestsPerSecond: ptr(5.0), Burst: ptr(20), ContestsPerHour: ptr(3), MaxClients: 1000, TrustedProxies: []string{"10.0.0.1", "192.0.2.0/24"}}},
+			RateLimit: RateLimit{RequestsPerSecond: ptr(5.0), Burst: ptr(20), ContestsPerHour: ptr(3), EventStreams: ptr(4), MaxClients: 1000, TrustedProxies: []string{"10.0.0.1", "192.0.2.0/24"}}},
 		API:      API{TokenFile: "/etc/writ/token"},
 		Operator: Operator{Name: "Example ISP", Contact: []string{"mailto:abuse@isp.example", "tel:+33123456789"}, Language: "fr"},
 		Scopes:   map[string][]string{"FR": {"192.0.2.0/24", "2001:db8:f::/48"}, "it": {"198.51.100.0/24"}},
@@ -719,6 +720,7 @@ func TestExampleFile(t *testing.T) {
 		"http.rate_limit":                     {r.RateLimit.PerSecond, float64(api.DefaultRequestsPerSecond)},
 		"http.rate_limit.burst":               {r.RateLimit.Burst, api.DefaultBurst},
 		"http.rate_limit.contests_per_hour":   {r.RateLimit.ContestsPerHour, api.DefaultContestsPerHour},
+		"http.rate_limit.event_streams":       {r.RateLimit.EventStreams, api.DefaultEventStreams},
 		"http.rate_limit.max_clients":         {r.RateLimit.MaxClients, api.DefaultMaxClients},
 		"http.rate_limit.trusted_proxies":     {len(r.RateLimit.TrustedProxies), 0},
 		"api.token_file":                      {c.API.TokenFile, ""},

@@ -21,6 +21,9 @@ type RateLimit struct {
 	// ContestsPerHour is how many contests one address may file an hour.
 	// Default 10; 0: no limit.
 	ContestsPerHour *int `yaml:"contests_per_hour"`
+	// EventStreams is how many event streams (GET /v1/events) one
+	// address may hold open at once. Default 8; 0: no limit.
+	EventStreams *int `yaml:"event_streams"`
 	// MaxClients bounds the addresses each limit remembers (about 100
 	// bytes each). Default 65536.
 	MaxClients int `yaml:"max_clients"`
@@ -55,6 +58,13 @@ func (c *Config) resolveRateLimit(bad func(key, format string, args ...any)) api
 			bad("http.rate_limit.contests_per_hour", "%d: want 0 (no limit) or more", *v)
 		} else {
 			out.ContestsPerHour = *v
+		}
+	}
+	if v := in.EventStreams; v != nil {
+		if *v < 0 {
+			bad("http.rate_limit.event_streams", "%d: want 0 (no limit) or more", *v)
+		} else {
+			out.EventStreams = *v
 		}
 	}
 	switch {
