@@ -1,6 +1,7 @@
 package httpgate
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,7 +22,8 @@ import (
 
 // Follower keeps a local copy of a writ server's policy for a gate on
 // another host. It asks the server's /healthz for the policy version
-// every poll interval; when the version changes it reads the orders
+// every poll interval, and at once when the server's event stream
+// announces a change; when the version changed it reads the orders
 // (GET /v1/orders) and compiles them with policy.Compile, as the server
 // does. Between fetches it recompiles on its own when an order expires.
 //
@@ -100,9 +102,14 @@ func (f *Follower) Policy() *policy.Holder { return f.holder }
 // from; 0 before the first fetch.
 func (f *Follower) Version() uint64 { return f.holder.Load().Version() }
 
-// Run follows the server until ctx ends: Sync every poll interval, and
-// at the next time an order takes effect or expires.
+// Run follows the server until ctx ends: Sync every poll interval, at
+// the next time an order takes effect or expires, and at once when the
+// server's event stream (GET /v1/events) announces a change, so that an
+// order reaches the gate in milliseconds rather than at the next poll.
+// The stream only hastens: if it cannot be had, polling goes on alone.
 func (f *Follower) Run(ctx context.Context) {
+	kick := make(chan struct{}, 1)
+	go f.watch(ctx, kick)
 	for {
 		wait := f.interval
 		f.mu.Lock()
@@ -116,9 +123,82 @@ func (f *Follower) Run(ctx context.Context) {
 			t.Stop()
 			return
 		case <-t.C:
+		case <-kick:
+			t.Stop()
 		}
 		f.Sync(ctx)
 	}
+}
+
+// watch reads the server's event stream until ctx ends, sending on kick
+// (without waiting: one pending kick is enough) at each event, and
+// connects again after a failure, waiting longer each time up to
+// streamRetryMax.
+func (f *Follower) watch(ctx context.Context, kick chan<- struct{}) {
+	// The stream lives as long as it is useful: the client's timeout
+	// would end it, so it gets a client of its own on the same transport.
+	client := &http.Client{Transport: f.client.Transport}
+	wait := streamRetryMin
+	for {
+		f.mu.Lock()
+		after := f.version
+		f.mu.Unlock()
+		start := f.now()
+		err := f.stream(ctx, client, after, kick)
+		if ctx.Err() != nil {
+			return
+		}
+		if f.now().Sub(start) > streamRetryMax {
+			wait = streamRetryMin // it worked for a while
+		}
+		f.log.Debug("gate event stream ended; polling meanwhile", "server", f.base, "err", err, "retry_in", wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(2*wait, streamRetryMax)
+	}
+}
+
+// Bounds of the wait before the event stream is opened again.
+const (
+	streamRetryMin = time.Second
+	streamRetryMax = 30 * time.Second
+)
+
+// stream reads one event stream, from the events after seq after, and
+// kicks at each event; it returns when the stream ends.
+func (f *Follower) stream(ctx context.Context, client *http.Client, after uint64, kick chan<- struct{}) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/v1/events?after=%d", f.base, after), nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if ct := resp.Header.Get("Content-Type"); resp.StatusCode != http.StatusOK || !strings.HasPrefix(ct, "text/event-stream") {
+		return fmt.Errorf("GET /v1/events: %s (%s)", resp.Status, ct)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "id:") {
+			select {
+			case kick <- struct{}{}:
+			default:
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	return io.EOF
 }
 
 // Sync brings the local policy up to date: it fetches the orders if the

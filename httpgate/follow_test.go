@@ -3,9 +3,11 @@ package httpgate
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,9 +23,15 @@ type fakeWrit struct {
 	orders   []*order.Order
 	down     bool
 	listings int
+	// changed is closed at each set, for the event stream.
+	changed chan struct{}
 }
 
 func (w *fakeWrit) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/v1/events" {
+		w.events(rw, r)
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.down {
@@ -56,6 +64,73 @@ func (w *fakeWrit) set(f func(w *fakeWrit)) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	f(w)
+	if w.changed != nil {
+		close(w.changed)
+	}
+	w.changed = make(chan struct{})
+}
+
+// events is a server-sent event stream announcing each version from
+// ?after= on, as writ's GET /v1/events does with its events.
+func (w *fakeWrit) events(rw http.ResponseWriter, r *http.Request) {
+	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+	rw.Header().Set("Content-Type", "text/event-stream")
+	rw.WriteHeader(http.StatusOK)
+	rw.(http.Flusher).Flush()
+	for {
+		w.mu.Lock()
+		if w.changed == nil {
+			w.changed = make(chan struct{})
+		}
+		changed, version, down := w.changed, w.version, w.down
+		w.mu.Unlock()
+		if down {
+			return
+		}
+		for ; after < version; after++ {
+			fmt.Fprintf(rw, "id: %d\nevent: amended\ndata: {}\n\n", after+1)
+		}
+		rw.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// A change announced on the event stream is fetched at once, though the
+// next poll is an hour away.
+func TestFollowerEventStream(t *testing.T) {
+	now := time.Now()
+	w := &fakeWrit{version: 1, orders: testOrders(now)}
+	srv := httptest.NewServer(w)
+	defer srv.Close()
+	f, err := NewFollower(FollowerConfig{Server: srv.URL, PollInterval: time.Hour, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(t.Context()); err != nil || f.Version() != 1 {
+		t.Fatalf("first sync: version %d, %v", f.Version(), err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		f.Run(ctx)
+		close(done)
+	}()
+	defer func() { cancel(); <-done }()
+	h := f.Policy()
+	changed := h.Changed()
+	w.set(func(w *fakeWrit) { w.version = 2 })
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the announced change was not fetched; the next poll is an hour away")
+	}
+	if v := h.Load().Version(); v != 2 {
+		t.Fatalf("version %d after the announcement, want 2", v)
+	}
 }
 
 func TestFollower(t *testing.T) {

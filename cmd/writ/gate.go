@@ -38,8 +38,9 @@ page citing the order, its authority, its legal basis and its public
 record; everyone else is proxied to the origin unchanged.
 
 The gate reads the writ server's orders (GET /v1/orders) and checks its
-policy version (GET /healthz) every --poll interval, compiling the policy
-locally. If the server cannot be reached, the last policy stays in force
+policy version (GET /healthz) every --poll interval, and at once when the
+server's event stream (GET /v1/events) announces a change, compiling the
+policy locally. If the server cannot be reached, the last policy stays in force
 (orders still expire on time): the gate never blocks more than the server
 says. It starts serving once it has the server's policy.
 
