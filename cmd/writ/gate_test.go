@@ -422,3 +422,44 @@ func TestGateRefusesBadSettings(t *testing.T) {
 		}
 	}
 }
+
+// With polling an hour apart, a following gate still applies a new order
+// at once: the server's event stream announces it. The order's URL target
+// names a query, which blocks that resource only.
+func TestGateFollowsEventStream(t *testing.T) {
+	up := upstream(t)
+	o := startGateOrigin(t)
+	n := startNode(t, t.TempDir(), "--upstream", up.Addr(), "--scope", "FR="+frClient+"/32")
+	g := startGate(t, "--follow", n.httpURL, "--poll", "1h", "--listen", "127.0.0.1:0",
+		"--origin", o.url, "--scope", "FR="+frClient+"/32")
+	addr := logField(g.logText(), "gate listening", "listener", "proxy", "addr")
+	inFR := httpFrom(frClient, addr)
+
+	urlOrder := sampleOrder(t, time.Now().Add(time.Hour))
+	urlOrder["targets"] = []map[string]any{{"url": "https://tube.example/watch?v=abc"}}
+	var uo orderResp
+	if code := n.api("POST", "/v1/orders", urlOrder, &uo); code != http.StatusCreated {
+		t.Fatalf("submit URL order: %d %+v", code, uo)
+	}
+	applied := make(chan bool, 1)
+	go func() {
+		applied <- g.waitLog(func(rec map[string]any) bool {
+			pv, _ := rec["policy_version"].(float64)
+			return rec["msg"] == "gate policy applied" && pv >= n.policyVersion()
+		}) != nil
+	}()
+	select {
+	case ok := <-applied:
+		if !ok {
+			t.Fatalf("writ gate exited:\n%s", g.logText())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the gate did not apply the new order; its next poll is an hour away:\n%s", g.logText())
+	}
+	wantBlocked(t, fetch(t, inFR, "http://tube.example/watch?t=5&v=abc"), uo.ID, n.httpURL)
+	for _, other := range []string{"http://tube.example/watch?v=xyz", "http://tube.example/watch"} {
+		if f := fetch(t, inFR, other); f.status != http.StatusOK {
+			t.Errorf("%s in France: %d, want the origin's 200", other, f.status)
+		}
+	}
+}
