@@ -255,7 +255,7 @@ func (g *Gate) Decide(r Request) Decision {
 			}
 		}
 	}
-	d.Path = canonicalPath(r.Path)
+	d.Path = policy.CanonicalPath(r.Path)
 	if ref := snap.MatchURLQuery(host, port, d.Path, r.Query, d.Scope); ref != nil {
 		d.Order, d.Target = ref, TargetURL
 	}

@@ -88,11 +88,11 @@ func TestCanonicalPath(t *testing.T) {
 		"/live?":        "/live%3F",
 		"/a/b//c/../d/": "/a/b/d/",
 	} {
-		if got := canonicalPath(in); got != want {
-			t.Errorf("canonicalPath(%q) = %q, want %q", in, got, want)
+		if got := policy.CanonicalPath(in); got != want {
+			t.Errorf("policy.CanonicalPath(%q) = %q, want %q", in, got, want)
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() { canonicalPath("/live/match-1") }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { policy.CanonicalPath("/live/match-1") }); n != 0 {
 		t.Errorf("a clean path allocates %v times", n)
 	}
 }

@@ -283,6 +283,8 @@ func TestMatchURL(t *testing.T) {
 		mkOrder("live", []string{"FR"}, order.Target{URL: "https://stream.example/live"}),
 		mkOrder("port", []string{"FR"}, order.Target{URL: "http://stream.example:8080/"}),
 		mkOrder("dir", []string{"IT"}, order.Target{URL: "https://stream.example/live/"}),
+		mkOrder("escaped", []string{"FR"}, order.Target{URL: "https://stream.example/%6Cive2/a%20b"}),
+		mkOrder("dots", []string{"FR"}, order.Target{URL: "https://stream.example/x/../dotted//y"}),
 	}, now, 1, nil)
 	cases := []struct {
 		host, port, path string
@@ -301,13 +303,16 @@ func TestMatchURL(t *testing.T) {
 		{"stream.example", "", "/live", it, ""}, // "/live/" covers what is under it
 		{"stream.example", "", "/live", us, ""},
 		{"stream.example", "", "/live", jurisdiction.Unknown, ""},
+		// Targets are compiled in the form requests are matched in.
+		{"stream.example", "", CanonicalPath("/live2/a b"), fr, "escaped"},
+		{"stream.example", "", CanonicalPath("/dotted/y/z"), fr, "dots"},
 	}
 	for _, tc := range cases {
 		if got := id(s.MatchURL(tc.host, tc.port, tc.path, tc.c)); got != tc.want {
 			t.Errorf("MatchURL(%s, %q, %s, %s) = %q, want %q", tc.host, tc.port, tc.path, tc.c, got, tc.want)
 		}
 	}
-	if s.URLs() != 3 || s.Names() != 0 {
+	if s.URLs() != 5 || s.Names() != 0 {
 		t.Errorf("URLs %d, names %d", s.URLs(), s.Names())
 	}
 	// A URL target never reaches the DNS name table.

@@ -39,11 +39,9 @@ func parseURLKey(raw string) (urlKey, bool) {
 	if err != nil || u.Host == "" {
 		return urlKey{}, false
 	}
-	path := u.EscapedPath()
-	if path == "" {
-		path = "/"
-	}
-	k := urlKey{host: strings.ToLower(u.Hostname()), port: u.Port(), path: path}
+	// The target's path in the form requests are matched in: "/%6Cive"
+	// and "/a/../live" are "/live".
+	k := urlKey{host: strings.ToLower(u.Hostname()), port: u.Port(), path: CanonicalPath(u.Path)}
 	if u.RawQuery != "" {
 		q, err := url.ParseQuery(u.RawQuery)
 		if err != nil {

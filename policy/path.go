@@ -1,19 +1,21 @@
-package httpgate
+package policy
 
 import (
 	"net/url"
 	"strings"
 )
 
-// canonicalPath turns a decoded request path into the form URL targets
-// are compiled in (the escaped path of the target URL), after resolving
-// what origin servers resolve before they pick a resource: dot segments
-// and repeated slashes. Otherwise "/a/../live", "//live" or "/%6Cive"
-// would reach the resource at "/live" without matching a target on it.
+// CanonicalPath turns a decoded path into the form URL targets are
+// compiled in and requests matched in: re-escaped from its decoded form,
+// after resolving what origin servers resolve before they pick a
+// resource, dot segments and repeated slashes. Otherwise "/a/../live",
+// "//live" or "/%6Cive" would reach the resource at "/live" without
+// matching a target on it, and a target written "/%6Cive" would match
+// no request.
 //
 // The input is decoded (url.URL.Path), so an encoded slash ("%2F") counts
 // as a separator, as nginx and most servers treat it.
-func canonicalPath(decoded string) string {
+func CanonicalPath(decoded string) string {
 	p := decoded
 	if p == "" || p[0] != '/' {
 		p = "/" + p
