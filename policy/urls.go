@@ -181,6 +181,9 @@ func hasParams(rawQuery string, want []qParam) bool {
 		for rest := rawQuery; rest != "" && !found; {
 			var pair string
 			pair, rest, _ = strings.Cut(rest, "&")
+			if pair == "" {
+				continue // "a=1&&b=2": nothing between
+			}
 			key, value, _ := strings.Cut(pair, "=")
 			found = decodedEqual(key, p.key) && decodedEqual(value, p.value)
 		}
