@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 	"time"
@@ -55,5 +56,38 @@ func TestDelegatedAmenderIsReviewed(t *testing.T) {
 	}
 	if tg, _ := o.FindTarget("other.example"); tg.State != order.TargetActive || !blocked(r, "other.example") {
 		t.Fatalf("the court's own addition: %s (%q)", tg.State, tg.HoldReason)
+	}
+}
+
+// An order may name as amenders only registered authorities (or its
+// own): an unknown id is refused with the field named, along with every
+// other problem of the submission, and nothing is recorded.
+func TestAmendingAuthoritiesMustBeRegistered(t *testing.T) {
+	r, st := open(t, t.TempDir()+"/writ.db", &fakeClock{now: t0})
+	ctx := t.Context()
+	if _, err := r.RegisterAuthority(ctx, order.RegisteredAuthority{Authority: order.Authority{ID: "arcom", Name: "ARCOM", Kind: order.Regulator, Jurisdiction: "FR"}}, operator); err != nil {
+		t.Fatal(err)
+	}
+	sub := submission(t0, t0.Add(time.Hour), "a.example", "com")
+	sub.AmendingAuthorities = []string{"arcom", "nobody", "tj-paris"}
+	_, err := r.Submit(ctx, sub, operator)
+	var inv *order.InvalidError
+	if !errors.As(err, &inv) {
+		t.Fatalf("err = %v, want a rejection", err)
+	}
+	fields := map[string]string{}
+	for _, f := range inv.Fields {
+		fields[f.Field] = f.Value
+	}
+	if fields["amending_authorities[1]"] != "nobody" || len(fields) != 2 {
+		t.Errorf("fields %v: want amending_authorities[1] (nobody) and the bad target", fields)
+	}
+	if orders, _, _ := st.Orders(ctx); len(orders) != 0 {
+		t.Errorf("%d orders recorded", len(orders))
+	}
+	sub = submission(t0, t0.Add(time.Hour), "a.example")
+	sub.AmendingAuthorities = []string{"arcom", "tj-paris"}
+	if _, err := r.Submit(ctx, sub, operator); err != nil {
+		t.Fatalf("registered amenders: %v", err)
 	}
 }

@@ -53,11 +53,30 @@ func (r *Registry) Submit(ctx context.Context, sub *order.Submission, by access.
 		return nil, fmt.Errorf("authority %s is not registered: %w", sub.Authority.ID, ErrForbidden)
 	}
 
+	// An amending authority must be one that can act: a principal acts
+	// only for a registered authority, so an unknown id would give the
+	// order an amender that no one is, or that a later registration
+	// under that id would become without anyone deciding it.
+	unknown := &order.InvalidError{}
+	for i, a := range sub.AmendingAuthorities {
+		if _, ok := r.authorities[a]; !ok && a != sub.Authority.ID {
+			unknown.Fields = append(unknown.Fields, order.FieldError{Field: fmt.Sprintf("amending_authorities[%d]", i), Value: a,
+				Message: "is not a registered authority: register it first (POST /v1/authorities), or leave it out"})
+		}
+	}
+
 	now := r.clock.Now().UTC()
 	for attempt := 0; ; attempt++ {
 		o, err := r.intake.Accept(sub, newID(now), now)
-		if err != nil {
+		var inv *order.InvalidError
+		switch {
+		case err != nil && len(unknown.Fields) > 0 && errors.As(err, &inv):
+			inv.Fields = append(inv.Fields, unknown.Fields...) // every problem at once
+			return nil, inv
+		case err != nil:
 			return nil, err
+		case len(unknown.Fields) > 0:
+			return nil, unknown
 		}
 		if !known {
 			ra := order.RegisteredAuthority{Authority: o.Authority, Registered: now}
