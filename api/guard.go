@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/writ-project/writ/access"
+	"github.com/writ-project/writ/internal/clientip"
 	"github.com/writ-project/writ/registry"
 )
 
@@ -39,9 +40,12 @@ type RateLimit struct {
 	MaxClients int
 	// TrustedProxies are the reverse proxies in front of the node: for a
 	// request from one, the client is the nearest untrusted address of
-	// X-Forwarded-For. Without them every request behind a proxy would
+	// ClientIPHeader. Without them every request behind a proxy would
 	// count against the proxy's address.
 	TrustedProxies []netip.Prefix
+	// ClientIPHeader is the header those proxies set: X-Forwarded-For
+	// (the default, "") or Forwarded (RFC 7239).
+	ClientIPHeader string
 	// Now is the clock the buckets refill by; nil is time.Now.
 	Now func() time.Time
 }
@@ -86,6 +90,7 @@ type Guard struct {
 	log      *slog.Logger
 	requests *limiter // nil: no limit
 	contests *limiter // nil: no limit
+	clients  *clientip.Resolver
 	// streams counts the open event streams without credentials, by
 	// address; an address is forgotten when its last stream closes.
 	streamsMu sync.Mutex
@@ -120,6 +125,14 @@ func NewGuard(rl RateLimit, auth Authenticator, log *slog.Logger) *Guard {
 		remembered: prometheus.NewDesc("writ_http_rate_limit_clients",
 			"Client addresses each rate limit currently remembers (bounded by http.rate_limit.max_clients).", []string{"limit"}, nil),
 	}
+	clients, err := clientip.New(rl.TrustedProxies, rl.ClientIPHeader)
+	if err != nil {
+		// The configuration checks the header; a caller that did not is
+		// told, and proxies' clients are read from X-Forwarded-For.
+		log.Error("rate limit client_ip_header: "+err.Error()+"; reading X-Forwarded-For", "header", rl.ClientIPHeader)
+		clients, _ = clientip.New(rl.TrustedProxies, "")
+	}
+	g.clients = clients
 	if rl.PerSecond > 0 {
 		if g.cfg.Burst <= 0 {
 			g.cfg.Burst = int(math.Ceil(rl.PerSecond))
@@ -187,7 +200,7 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r) // already through a guard
 			return
 		}
-		client := clientAddress(r, g.cfg.TrustedProxies)
+		client := clientAddress(r, g.clients)
 		p := access.Anonymous
 		if h := r.Header.Get("Authorization"); h != "" {
 			if g.requests != nil {

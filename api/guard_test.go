@@ -196,12 +196,17 @@ func TestGuardOff(t *testing.T) {
 }
 
 // TestGuardBehindProxy: behind a trusted proxy each client has its own
-// allowance; an untrusted peer's X-Forwarded-For is ignored.
+// allowance, named in X-Forwarded-For or, when so configured, in
+// Forwarded (RFC 7239); an untrusted peer's header is ignored.
 func TestGuardBehindProxy(t *testing.T) {
-	for _, trusted := range []bool{true, false} {
-		t.Run(fmt.Sprint("trusted=", trusted), func(t *testing.T) {
+	for _, tc := range []struct {
+		trusted bool
+		header  string
+	}{{true, "X-Forwarded-For"}, {false, "X-Forwarded-For"}, {true, "Forwarded"}, {false, "Forwarded"}} {
+		trusted := tc.trusted
+		t.Run(fmt.Sprint(tc.header, " trusted=", trusted), func(t *testing.T) {
 			clock := newFakeClock()
-			rl := RateLimit{PerSecond: 1, Burst: 1, Now: clock.Now}
+			rl := RateLimit{PerSecond: 1, Burst: 1, Now: clock.Now, ClientIPHeader: tc.header}
 			if trusted {
 				rl.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 			}
@@ -211,7 +216,14 @@ func TestGuardBehindProxy(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				req.Header.Set("X-Forwarded-For", xff)
+				if tc.header == "Forwarded" {
+					// The other header, which the proxy would pass on
+					// from the client untouched, is not read.
+					req.Header.Set("X-Forwarded-For", "203.0.113.99")
+					req.Header.Set("Forwarded", "for="+xff+";proto=https")
+				} else {
+					req.Header.Set("X-Forwarded-For", xff)
+				}
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)

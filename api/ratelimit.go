@@ -6,9 +6,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/writ-project/writ/internal/clientip"
 )
 
 // limiter is a token bucket per client address: each holds up to burst
@@ -216,30 +217,14 @@ func retryAfter(d time.Duration) int {
 
 // clientAddress is what rate limits count requests against: the
 // address of the TCP peer or, when the peer is a trusted proxy, the
-// nearest address in X-Forwarded-For that is not one, and for IPv6 its
-// /64, since one client usually holds a whole /64.
-func clientAddress(r *http.Request, trusted []netip.Prefix) netip.Addr {
+// nearest address in its header that is not one (clientip; past a hop
+// that names no address, the nearest one vouched for), and for IPv6 its
+// /64, since one client usually holds a whole /64. A nil resolver
+// trusts no proxy.
+func clientAddress(r *http.Request, clients *clientip.Resolver) netip.Addr {
 	a := remoteAddr(r)
-	if a.IsValid() && inPrefixes(a, trusted) {
-		// Each proxy appends the address it received the request from:
-		// read from the right, past our own proxies, to the first address
-		// someone else vouches for. What lies left of it is the client's
-		// to write and is not believed.
-		hops := r.Header.Values("X-Forwarded-For")
-	walk:
-		for i := len(hops) - 1; i >= 0; i-- {
-			list := strings.Split(hops[i], ",")
-			for j := len(list) - 1; j >= 0; j-- {
-				h, err := netip.ParseAddr(strings.TrimSpace(list[j]))
-				if err != nil {
-					break walk
-				}
-				a = h.Unmap()
-				if !inPrefixes(a, trusted) {
-					break walk
-				}
-			}
-		}
+	if clients != nil {
+		a, _ = clients.Client(a, r.Header)
 	}
 	if a.Is6() {
 		p, _ := a.Prefix(64)
@@ -260,13 +245,4 @@ func remoteAddr(r *http.Request) netip.Addr {
 		return netip.Addr{}
 	}
 	return a.WithZone("").Unmap()
-}
-
-func inPrefixes(a netip.Addr, list []netip.Prefix) bool {
-	for _, p := range list {
-		if p.Contains(a) {
-			return true
-		}
-	}
-	return false
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/writ-project/writ/internal/clientip"
 )
 
 // fakeClock is a clock the test moves by hand.
@@ -264,7 +266,11 @@ func TestClientAddress(t *testing.T) {
 			for _, h := range tc.xff {
 				r.Header.Add("X-Forwarded-For", h)
 			}
-			if got := clientAddress(r, tc.trusted); got != addr(tc.want) {
+			clients, err := clientip.New(tc.trusted, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := clientAddress(r, clients); got != addr(tc.want) {
 				t.Errorf("client %s, want %s", got, tc.want)
 			}
 		})

@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/writ-project/writ/internal/clientip"
 	"github.com/writ-project/writ/jurisdiction"
 	"github.com/writ-project/writ/policy"
 	"github.com/writ-project/writ/scope"
@@ -37,8 +38,8 @@ type Scoper interface {
 
 // Client address headers a trusted proxy may set.
 const (
-	HeaderXForwardedFor = "X-Forwarded-For"
-	HeaderForwarded     = "Forwarded"
+	HeaderXForwardedFor = clientip.XForwardedFor
+	HeaderForwarded     = clientip.Forwarded
 )
 
 // Config configures a Gate. Zero fields take the defaults documented on
@@ -122,7 +123,7 @@ type Gate struct {
 	cfg     Config
 	policy  Policy
 	scoper  Scoper
-	trusted []netip.Prefix
+	clients *clientip.Resolver
 	pages   pageCache
 	// Metrics counts requests and blocks; register it with Prometheus.
 	Metrics *Metrics
@@ -142,7 +143,11 @@ func New(cfg Config, p Policy, s Scoper) (*Gate, error) {
 		}
 		trusted[i] = p.Masked()
 	}
-	return &Gate{cfg: cfg, policy: p, scoper: s, trusted: trusted, Metrics: newMetrics(p)}, nil
+	clients, err := clientip.New(trusted, cfg.ClientIPHeader)
+	if err != nil {
+		return nil, fmt.Errorf("gate client_ip_header %w", err)
+	}
+	return &Gate{cfg: cfg, policy: p, scoper: s, clients: clients, Metrics: newMetrics(p)}, nil
 }
 
 // unmapBits is how many prefix bits an IPv4-mapped IPv6 prefix loses

@@ -128,6 +128,7 @@ http:
     event_streams: 4
     max_clients: 1000
     trusted_proxies: [10.0.0.1, "192.0.2.0/24"]
+    client_ip_header: forwarded
 api:
   token_file: /etc/writ/token
 operator:
@@ -247,7 +248,7 @@ func TestLoadFull(t *testing.T) {
 				ReadTimeout: Duration(2 * time.Second), Pipeline: 8},
 		},
 		HTTP: HTTP{Listen: "0.0.0.0:8443", PublicURL: "https://writ.isp.example", MaxBodyBytes: 1 << 20,
-			RateLimit: RateLimit{RequestsPerSecond: ptr(5.0), Burst: ptr(20), ContestsPerHour: ptr(3), EventStreams: ptr(4), MaxClients: 1000, TrustedProxies: []string{"10.0.0.1", "192.0.2.0/24"}}},
+			RateLimit: RateLimit{RequestsPerSecond: ptr(5.0), Burst: ptr(20), ContestsPerHour: ptr(3), EventStreams: ptr(4), MaxClients: 1000, TrustedProxies: []string{"10.0.0.1", "192.0.2.0/24"}, ClientIPHeader: "forwarded"}},
 		API:      API{TokenFile: "/etc/writ/token"},
 		Operator: Operator{Name: "Example ISP", Contact: []string{"mailto:abuse@isp.example", "tel:+33123456789"}, Language: "fr"},
 		Scopes:   map[string][]string{"FR": {"192.0.2.0/24", "2001:db8:f::/48"}, "it": {"198.51.100.0/24"}},
@@ -723,6 +724,7 @@ func TestExampleFile(t *testing.T) {
 		"http.rate_limit.event_streams":       {r.RateLimit.EventStreams, api.DefaultEventStreams},
 		"http.rate_limit.max_clients":         {r.RateLimit.MaxClients, api.DefaultMaxClients},
 		"http.rate_limit.trusted_proxies":     {len(r.RateLimit.TrustedProxies), 0},
+		"http.rate_limit.client_ip_header":    {r.RateLimit.ClientIPHeader, "X-Forwarded-For"},
 		"api.token_file":                      {c.API.TokenFile, ""},
 		"operator.name":                       {c.Operator.Name, ""},
 		"operator.contact":                    {len(c.Operator.Contact), 0},

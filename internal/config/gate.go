@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/writ-project/writ/httpgate"
+	"github.com/writ-project/writ/internal/clientip"
 )
 
 // Gate configures the HTTP 451 gate: `writ gate` on its own host, or
@@ -89,12 +90,8 @@ func (g Gate) Resolve(op Operator, publicURL string) (*ResolvedGate, error) {
 		}
 	}
 	r.Gate.TrustedProxies = parseNetworks("trusted_proxies", g.TrustedProxies, bad)
-	if g.ClientIPHeader != "" {
-		switch strings.ToLower(g.ClientIPHeader) {
-		case "x-forwarded-for", "forwarded":
-		default:
-			bad("client_ip_header", "%q: want X-Forwarded-For or Forwarded", g.ClientIPHeader)
-		}
+	if _, err := clientip.Header(g.ClientIPHeader); err != nil {
+		bad("client_ip_header", "%v", err)
 	}
 	if g.BlockedBy != "" {
 		if u, err := url.Parse(g.BlockedBy); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/writ-project/writ/api"
+	"github.com/writ-project/writ/internal/clientip"
 )
 
 // RateLimit limits, per client address, what may be asked of the HTTP
@@ -28,9 +29,12 @@ type RateLimit struct {
 	// bytes each). Default 65536.
 	MaxClients int `yaml:"max_clients"`
 	// TrustedProxies lists the reverse proxies (addresses or prefixes) in
-	// front of writ, whose X-Forwarded-For names the client. Default none:
-	// the TCP peer is the client.
+	// front of writ, whose client_ip_header names the client. Default
+	// none: the TCP peer is the client.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// ClientIPHeader is the header those proxies set: X-Forwarded-For
+	// (default) or Forwarded (RFC 7239).
+	ClientIPHeader string `yaml:"client_ip_header"`
 }
 
 // resolveRateLimit checks the http.rate_limit section and fills in the
@@ -74,5 +78,10 @@ func (c *Config) resolveRateLimit(bad func(key, format string, args ...any)) api
 		out.MaxClients = in.MaxClients
 	}
 	out.TrustedProxies = parseNetworks("http.rate_limit.trusted_proxies", in.TrustedProxies, bad)
+	if h, err := clientip.Header(in.ClientIPHeader); err != nil {
+		bad("http.rate_limit.client_ip_header", "%v", err)
+	} else {
+		out.ClientIPHeader = h
+	}
 	return out
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"strings"
@@ -42,7 +43,8 @@ func TestLoadRateLimit(t *testing.T) {
     event_streams: 2
     max_clients: 1000
     trusted_proxies: [10.0.0.1, "192.0.2.0/24", "2001:db8::/64", "::ffff:198.51.100.1"]
-`, api.RateLimit{PerSecond: 50, Burst: 10, ContestsPerHour: 3, EventStreams: 2, MaxClients: 1000, TrustedProxies: []netip.Prefix{
+    client_ip_header: Forwarded
+`, api.RateLimit{PerSecond: 50, Burst: 10, ContestsPerHour: 3, EventStreams: 2, MaxClients: 1000, ClientIPHeader: "Forwarded", TrustedProxies: []netip.Prefix{
 			netip.MustParsePrefix("10.0.0.1/32"), netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/64"), netip.MustParsePrefix("198.51.100.1/32")}}},
 		// 0 turns each limit off, and is not taken for "unset".
 		{"off", "http:\n  rate_limit:\n    requests_per_second: 0\n    contests_per_hour: 0\n    event_streams: 0\n", api.RateLimit{PerSecond: 0, Burst: 0, ContestsPerHour: 0, MaxClients: 65536}},
@@ -58,7 +60,8 @@ func TestLoadRateLimit(t *testing.T) {
 			}
 			got := r.RateLimit
 			if got.PerSecond != tc.want.PerSecond || got.Burst != tc.want.Burst || got.ContestsPerHour != tc.want.ContestsPerHour ||
-				got.EventStreams != tc.want.EventStreams || got.MaxClients != tc.want.MaxClients || !slices.Equal(got.TrustedProxies, tc.want.TrustedProxies) {
+				got.EventStreams != tc.want.EventStreams || got.MaxClients != tc.want.MaxClients ||
+				got.ClientIPHeader != cmp.Or(tc.want.ClientIPHeader, "X-Forwarded-For") || !slices.Equal(got.TrustedProxies, tc.want.TrustedProxies) {
 				t.Errorf("got %+v, want %+v", got, tc.want)
 			}
 		})
@@ -78,6 +81,7 @@ func TestRateLimitErrors(t *testing.T) {
 		{"max_clients: -1", []string{"http.rate_limit.max_clients", "-1"}},
 		{"trusted_proxies: [10.0.0.0/33]", []string{"http.rate_limit.trusted_proxies[0]", "10.0.0.0/33"}},
 		{"trusted_proxies: [proxy.isp.example]", []string{"http.rate_limit.trusted_proxies[0]", "proxy.isp.example"}},
+		{"client_ip_header: X-Real-IP", []string{"http.rate_limit.client_ip_header", "X-Real-IP"}},
 	} {
 		t.Run(tc.yaml, func(t *testing.T) {
 			c, err := Load(writeFile(t, "writ.yaml", "dns:\n  upstreams: [127.0.0.1]\nhttp:\n  rate_limit:\n    "+tc.yaml+"\n"))
