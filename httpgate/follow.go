@@ -117,17 +117,25 @@ func (f *Follower) Run(ctx context.Context) {
 			wait = min(wait, max(0, nc.Sub(f.now())))
 		}
 		f.mu.Unlock()
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, wait, kick) {
 			return
-		case <-t.C:
-		case <-kick:
-			t.Stop()
 		}
 		f.Sync(ctx)
 	}
+}
+
+// pause waits for d, or until kick (nil: never) if sooner, and reports
+// false if ctx ended first.
+func pause(ctx context.Context, d time.Duration, kick <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-kick:
+	}
+	return true
 }
 
 // watch reads the server's event stream until ctx ends, sending on kick
@@ -152,12 +160,8 @@ func (f *Follower) watch(ctx context.Context, kick chan<- struct{}) {
 			wait = streamRetryMin // it worked for a while
 		}
 		f.log.Debug("gate event stream ended; polling meanwhile", "server", f.base, "err", err, "retry_in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !pause(ctx, wait, nil) {
 			return
-		case <-t.C:
 		}
 		wait = min(2*wait, streamRetryMax)
 	}
