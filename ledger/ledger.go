@@ -31,8 +31,8 @@ import (
 	"golang.org/x/mod/sumdb/note"
 
 	// The SQLite driver, registered as "sqlite".
-	_ "modernc.org/sqlite"
 
+	"github.com/writ-project/writ/internal/sqlitecache"
 	"github.com/writ-project/writ/order"
 )
 
@@ -187,10 +187,9 @@ func openDB(ctx context.Context, path string) (*sql.DB, error) {
 		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
 	}
 	esc := strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(abs)
-	db, err := sql.Open("sqlite", "file:"+esc+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
-	if err != nil {
-		return nil, fmt.Errorf("ledger: open %s: %w", path, err)
-	}
+	// Its connections keep their prepared statements: a batch inserts a
+	// row per entry and per tree node.
+	db := sqlitecache.Open("file:" + esc + "?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)")
 	db.SetMaxOpenConns(4)
 	// A damaged file fails here, naming it, instead of serving damaged
 	// entries to verifiers later: load reads only a few pages.
@@ -307,14 +306,14 @@ func (l *Ledger) Sync(ctx context.Context, src Source) (int, error) {
 	defer l.syncMu.Unlock()
 	total, unsettled := 0, 0
 	for {
-		head, latest, gap := scan(ctx, src, l.rng.End())
+		head, latest, read, gap := scan(ctx, src, l.rng.End())
 		if head == l.rng.End() {
 			return total, gap
 		}
 		// Orders that keep changing while their documents are read are
 		// given a few chances to settle, then recorded without a
 		// document hash rather than holding the ledger back.
-		n, settled, err := l.appendUpTo(ctx, src, head, latest, unsettled >= 2)
+		n, settled, err := l.appendUpTo(ctx, src, head, latest, read, unsettled >= 2)
 		total += n
 		if err != nil {
 			return total, err
@@ -329,26 +328,34 @@ func (l *Ledger) Sync(ctx context.Context, src Source) (int, error) {
 }
 
 // scan reads the events after size to the end of the log and returns the
-// seq of the last one (the head) and, for each order, the seq of its
-// latest event. A gap in the seqs ends the scan before it, with an error.
-func scan(ctx context.Context, src Source, size uint64) (uint64, map[string]uint64, error) {
+// seq of the last one (the head), for each order the seq of its latest
+// event, and the first page of events read, so that the usual short
+// batch is not read twice. A gap in the seqs ends the scan before it,
+// with an error.
+func scan(ctx context.Context, src Source, size uint64) (head uint64, latest map[string]uint64, first []order.Event, err error) {
 	const page = 1000
-	latest := map[string]uint64{}
-	head := size
+	latest = map[string]uint64{}
+	head = size
 	for {
 		events, err := src.EventsSince(ctx, head, page)
 		if err != nil {
-			return head, latest, fmt.Errorf("ledger: read events after %d: %w", head, err)
+			return head, latest, first, fmt.Errorf("ledger: read events after %d: %w", head, err)
 		}
-		for _, e := range events {
+		for i, e := range events {
 			if e.Seq != head+1 {
-				return head, latest, fmt.Errorf("ledger: the store returned event seq %d where %d was due: every event must be recorded, in order", e.Seq, head+1)
+				if head == size {
+					first = events[:i]
+				}
+				return head, latest, first, fmt.Errorf("ledger: the store returned event seq %d where %d was due: every event must be recorded, in order", e.Seq, head+1)
 			}
 			head = e.Seq
 			latest[e.OrderID] = e.Seq
 		}
+		if first == nil {
+			first = events
+		}
 		if len(events) < page {
-			return head, latest, nil
+			return head, latest, first, nil
 		}
 	}
 }
@@ -363,13 +370,19 @@ func scan(ctx context.Context, src Source, size uint64) (uint64, map[string]uint
 // The check relies on the store committing events in seq order: a write
 // that changed an order before its document was read has a seq above
 // head and is visible to the read of newer events that follows.
-func (l *Ledger) appendUpTo(ctx context.Context, src Source, head uint64, latest map[string]uint64, force bool) (appended int, settled bool, err error) {
+//
+// pre holds events already read from the current size on, used before
+// reading more.
+func (l *Ledger) appendUpTo(ctx context.Context, src Source, head uint64, latest map[string]uint64, pre []order.Event, force bool) (appended int, settled bool, err error) {
 	docs := map[string][]byte{}
 	read := map[string]bool{}
 	for l.rng.End() < head {
 		size := l.rng.End()
-		events, err := src.EventsSince(ctx, size, int(min(batchSize, head-size)))
-		if err != nil {
+		want := int(min(batchSize, head-size))
+		var events []order.Event
+		if len(pre) > 0 && pre[0].Seq == size+1 {
+			events, pre = pre[:min(want, len(pre))], pre[min(want, len(pre)):]
+		} else if events, err = src.EventsSince(ctx, size, want); err != nil {
 			return appended, false, fmt.Errorf("ledger: read events after %d: %w", size, err)
 		}
 		if len(events) == 0 {

@@ -101,7 +101,7 @@ func (s *source) Order(_ context.Context, id string) (*order.Order, error) {
 	return o.Clone(), nil
 }
 
-func openLedger(t *testing.T, dir string) *Ledger {
+func openLedger(t testing.TB, dir string) *Ledger {
 	t.Helper()
 	l, err := Open(context.Background(), dir, Options{DefaultOrigin: "writ.test/ledger", Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/writ-project/writ/internal/sqlitecache"
 )
 
 // Connection settings. busy_timeout comes first in modernc's order of
@@ -63,7 +65,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
 	}
 
-	write := openCached(dsn(abs, "_txlock=immediate"))
+	write := sqlitecache.Open(dsn(abs, "_txlock=immediate"))
 	write.SetMaxOpenConns(1)
 	write.SetMaxIdleConns(1)
 	write.SetConnMaxLifetime(0)
@@ -76,7 +78,7 @@ func OpenSQLite(ctx context.Context, path string) (*SQLite, error) {
 		return nil, errors.Join(err, write.Close())
 	}
 
-	read := openCached(dsn(abs, "_pragma=query_only(1)"))
+	read := sqlitecache.Open(dsn(abs, "_pragma=query_only(1)"))
 	read.SetMaxOpenConns(4)
 	read.SetMaxIdleConns(4)
 	if err := read.PingContext(ctx); err != nil {

@@ -1,4 +1,15 @@
-package store
+// Package sqlitecache opens database/sql pools on SQLite (modernc, pure
+// Go) whose connections keep their prepared statements.
+//
+// SQLite in pure Go parses a statement in about the time it takes to run
+// a small one, and writ's queries are a fixed set: parsing each again on
+// every request was a third of the processor time of an amendment's
+// store write. database/sql cannot keep statements prepared across the
+// transactions of a one-connection pool (preparing on the pool needs a
+// free connection, which the transaction holds), so the connections
+// themselves keep them: each connection prepares a query the first time
+// it runs it, and reuses the statement after.
+package sqlitecache
 
 import (
 	"context"
@@ -10,18 +21,9 @@ import (
 	"modernc.org/sqlite"
 )
 
-// SQLite in pure Go parses a statement in about the time it takes to run
-// a small one, and writ's queries are a fixed set: parsing each again on
-// every request was a third of the processor time of an amendment's
-// store write. database/sql cannot keep statements prepared across the
-// transactions of a one-connection pool (preparing on the pool needs a
-// free connection, which the transaction holds), so the connections
-// themselves keep them: each connection prepares a query the first time
-// it runs it, and reuses the statement after.
-
-// openCached opens a database/sql pool on SQLite whose connections keep
-// their prepared statements.
-func openCached(dsn string) *sql.DB {
+// Open opens a database/sql pool on the SQLite database named by dsn (a
+// modernc DSN) whose connections keep their prepared statements.
+func Open(dsn string) *sql.DB {
 	return sql.OpenDB(cachingConnector{dsn: dsn})
 }
 
@@ -35,7 +37,7 @@ func (c cachingConnector) Connect(context.Context) (driver.Conn, error) {
 	inner, ok := cn.(sqliteConn)
 	if !ok {
 		cn.Close()
-		return nil, errors.New("store: the SQLite driver's connections lack a needed interface")
+		return nil, errors.New("sqlite: the driver's connections lack a needed interface")
 	}
 	return &cachingConn{sqliteConn: inner, stmts: map[string]*cachedStmt{}}, nil
 }

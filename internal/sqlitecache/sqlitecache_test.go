@@ -1,4 +1,4 @@
-package store
+package sqlitecache
 
 import (
 	"context"
@@ -6,10 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/writ-project/writ/access"
-	"github.com/writ-project/writ/order"
 )
 
 // kept returns the queries the pool's one connection keeps prepared.
@@ -39,7 +35,7 @@ func kept(t *testing.T, db *sql.DB) map[string]bool {
 // leaves the kept one usable.
 func TestConnectionsKeepStatements(t *testing.T) {
 	ctx := context.Background()
-	db := openCached(dsn(filepath.Join(t.TempDir(), "cache.db")))
+	db := Open("file:" + filepath.Join(t.TempDir(), "cache.db"))
 	defer db.Close()
 	db.SetMaxOpenConns(1)
 
@@ -112,61 +108,5 @@ func TestConnectionsKeepStatements(t *testing.T) {
 	k := kept(t, db)
 	if !k[insert] || !k[sel] || len(k) != 2 {
 		t.Errorf("kept %v, want the insert and the select", k)
-	}
-}
-
-// BenchmarkModifyOrder is the store's part of an amendment: read an
-// order, change it, write it and an event, commit (with its fsync).
-//
-//	go test -run XXX -bench ModifyOrder -benchmem ./store
-func BenchmarkModifyOrder(b *testing.B) {
-	ctx := context.Background()
-	s, err := OpenSQLite(ctx, filepath.Join(b.TempDir(), "writ.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	now := time.Now()
-	o := fullOrder("20261123-00000001", now)
-	if _, err := s.CreateOrder(ctx, o, events(o.ID, now, order.EventReceived)); err != nil {
-		b.Fatal(err)
-	}
-	b.ResetTimer()
-	for b.Loop() {
-		if _, _, _, err := s.ModifyOrder(ctx, o.ID, func(o *order.Order) ([]order.Event, error) {
-			o.Amendments++
-			return []order.Event{{Kind: order.EventAmended, At: time.Now()}}, nil
-		}); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// BenchmarkPrincipalByTokenHash is the store's part of authenticating a
-// request: one read transaction and one row. "cancellable" reads with a
-// context that can be cancelled, as an HTTP request's.
-//
-//	go test -run XXX -bench PrincipalByTokenHash -benchmem ./store
-func BenchmarkPrincipalByTokenHash(b *testing.B) {
-	s, err := OpenSQLite(b.Context(), filepath.Join(b.TempDir(), "writ.db"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
-	p := access.Principal{ID: "op", Name: "op", Role: access.Operator, TokenHash: access.HashToken("secret")}
-	if err := s.CreatePrincipal(b.Context(), p); err != nil {
-		b.Fatal(err)
-	}
-	for _, c := range []struct {
-		name string
-		ctx  context.Context
-	}{{"background", context.Background()}, {"cancellable", b.Context()}} {
-		b.Run(c.name, func(b *testing.B) {
-			for b.Loop() {
-				if _, err := s.PrincipalByTokenHash(c.ctx, p.TokenHash); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
 	}
 }
