@@ -23,9 +23,9 @@ case "${1:-}" in
 esac
 
 if ((quick)); then
-  sizes=(10000); runs=1; secs=2; latsecs=1; lines=150000
+  sizes=(10000); runs=1; amend_runs=1; secs=2; latsecs=1; lines=150000
 else
-  sizes=(0 10000 1000000); runs=3; secs=4; latsecs=2; lines=400000
+  sizes=(0 10000 1000000); runs=3; amend_runs=6; secs=4; latsecs=2; lines=400000
 fi
 # Latency is measured at a fixed rate that both servers sustain, apart
 # from the throughput runs: at saturation latency only measures queues.
@@ -145,6 +145,9 @@ EOF
 }
 
 peak_rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+# cpu_ticks pid: the processor time the process has used, user and
+# system, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 # one_run N mix server file: a throughput run, recorded.
 one_run() {
@@ -212,19 +215,26 @@ for n in "${sizes[@]}"; do
 
   if [ "$n" = "$largest" ]; then
     # Policy changes must not stall the DNS server: the cached mix with
-    # and without a stream of 100 amendments a second, in turn.
+    # and without a stream of 100 amendments a second, in turn (which
+    # goes first alternating), each run with the processor time writ
+    # used during it, from which the time the amendments took is known.
     log "N=$n: cached mix while orders are amended"
-    for ((r = 0; r < runs; r++)); do
-      for phase in steady amending; do
+    for ((r = 0; r < amend_runs; r++)); do
+      phases=(steady amending)
+      ((r % 2)) && phases=(amending steady)
+      for phase in "${phases[@]}"; do
         if [ $phase = amending ]; then
           "$bt" amend -api "http://127.0.0.1:$http_port" -token "$dir/writ-data/api-token" \
             -rate 100 -duration "$((secs + 1))s" >"$work/amend.out" 2>&1 &
           amend_pid=$!
           sleep 0.5
         fi
+        cpu0=$(cpu_ticks "$writ_pid")
         dnsperf "${perf[@]}" -p "$writ_port" -d "$dir/q-cached.txt" -l "$secs" >"$work/dnsperf.out" 2>&1
-        printf 'amend\t%s\t%s\t%s\n' "$phase" "$r" "$("$bt" dnsperf "$work/dnsperf.out")" >>"$results"
-        log "  $phase: $(awk -F'\t' 'END {print $4 " qps"}' "$results")"
+        cpu1=$(cpu_ticks "$writ_pid")
+        printf 'amend\t%s\t%s\t%s\t%s\n' "$phase" "$r" "$("$bt" dnsperf "$work/dnsperf.out")" \
+          "$(awk -v t=$((cpu1 - cpu0)) -v hz="$(getconf CLK_TCK)" -v s="$secs" 'BEGIN {printf "%.3f", t / hz / s}')" >>"$results"
+        log "  $phase: $(awk -F'\t' 'END {print $4 " qps, writ using " $8 " processors"}' "$results")"
         if [ $phase = amending ]; then
           wait "$amend_pid"
           printf 'amendlog\trun %s: %s\n' "$r" "$(cat "$work/amend.out")" >>"$results"

@@ -93,7 +93,7 @@ func latency([]string) error {
 //	lat    N mix server p50 p90 p99 p99.9 answers
 //	start  N server seconds
 //	rss    N server kB
-//	amend  phase run qps avg-ms lost-% rcodes
+//	amend  phase run qps avg-ms lost-% rcodes processors
 //	amendlog text
 func report(args []string) error {
 	if len(args) != 1 {
@@ -112,7 +112,8 @@ func writeReport(r io.Reader, w io.Writer) error {
 	lat := map[string][]string{}  // N/mix/server → p50 p90 p99 p999
 	start := map[string]string{}  // N/server
 	rss := map[string]string{}
-	amend := map[string][]float64{} // phase
+	amend := map[string][]float64{}    // phase → qps by run
+	amendCPU := map[string][]float64{} // phase → processors writ used, by run
 	var amendLog []string
 	var ns, mixes []string
 	addOnce := func(list *[]string, v string) {
@@ -142,8 +143,13 @@ func writeReport(r io.Reader, w io.Writer) error {
 		case "rss":
 			rss[f[1]+"/"+f[2]] = f[3]
 		case "amend":
+			if len(f) < 8 {
+				continue
+			}
 			v, _ := strconv.ParseFloat(f[3], 64)
+			c, _ := strconv.ParseFloat(f[7], 64)
 			amend[f[1]] = append(amend[f[1]], v)
+			amendCPU[f[1]] = append(amendCPU[f[1]], c)
 		case "amendlog":
 			amendLog = append(amendLog, strings.Join(f[1:], " "))
 		}
@@ -173,20 +179,61 @@ func writeReport(r io.Reader, w io.Writer) error {
 		fmt.Fprintf(w, "| %s | %s s | %s s | %s | %s |\n", humanN(n), start[n+"/writ"], start[n+"/unbound"], mib(rss[n+"/writ"]), mib(rss[n+"/unbound"]))
 	}
 	if len(amend) > 0 {
-		fmt.Fprintln(w)
-		steady, busy := median(amend["steady"]), median(amend["amending"])
-		fmt.Fprintln(w, "| writ, cached mix | qps (median) | runs |")
-		fmt.Fprintln(w, "|---|---:|---|")
-		fmt.Fprintf(w, "| steady | %s | %s |\n", thousands(steady), joinF(amend["steady"]))
-		fmt.Fprintf(w, "| 100 amendments/s | %s | %s |\n", thousands(busy), joinF(amend["amending"]))
-		if steady > 0 {
-			fmt.Fprintf(w, "| ratio | **%.3f** | |\n", busy/steady)
-		}
+		writeAmend(w, amend, amendCPU)
 		for _, l := range amendLog {
 			fmt.Fprintf(w, "\n%s\n", l)
 		}
 	}
 	return nil
+}
+
+// writeAmend reports the cached mix steady and under amendments, run by
+// run: the ratio of each pair of runs, and the processor time the
+// amendments took from the DNS server. With the same processor time per
+// query in both, a run at ratio r spent r times the steady run's
+// processor time on queries; the rest of what writ used went to the 100
+// amendments a second.
+func writeAmend(w io.Writer, qps, cpu map[string][]float64) {
+	steady, busy := qps["steady"], qps["amending"]
+	n := min(len(steady), len(busy))
+	var ratios, perAmend []float64
+	for i := range n {
+		if steady[i] <= 0 {
+			continue
+		}
+		r := busy[i] / steady[i]
+		ratios = append(ratios, r)
+		if i < len(cpu["steady"]) && i < len(cpu["amending"]) {
+			perAmend = append(perAmend, (cpu["amending"][i]-r*cpu["steady"][i])*1000/100)
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| writ, cached mix | qps (median) | runs | processors writ used (median) |")
+	fmt.Fprintln(w, "|---|---:|---|---:|")
+	fmt.Fprintf(w, "| steady | %s | %s | %.2f |\n", thousands(median(steady)), joinF(steady), median(cpu["steady"]))
+	fmt.Fprintf(w, "| 100 amendments/s | %s | %s | %.2f |\n", thousands(median(busy)), joinF(busy), median(cpu["amending"]))
+	if len(ratios) > 0 {
+		fmt.Fprintf(w, "| ratio, run by run | **%.3f** (median) | %s | |\n", median(ratios), joinRatio(ratios))
+	}
+	if len(perAmend) > 0 {
+		fmt.Fprintf(w, "| processor time per amendment | **%.2f ms** (median) | %s | |\n", median(perAmend), joinMs(perAmend))
+	}
+}
+
+func joinRatio(v []float64) string {
+	var out []string
+	for _, x := range v {
+		out = append(out, fmt.Sprintf("%.2f", x))
+	}
+	return strings.Join(out, ", ")
+}
+
+func joinMs(v []float64) string {
+	var out []string
+	for _, x := range v {
+		out = append(out, fmt.Sprintf("%.1f", x))
+	}
+	return strings.Join(out, ", ")
 }
 
 func median(v []float64) float64 {
