@@ -241,6 +241,19 @@ for n in "${sizes[@]}"; do
         fi
       done
     done
+    # The same at a fixed rate below saturation: does every query still
+    # get its answer, as fast, while orders change?
+    for phase in steady amending; do
+      if [ $phase = amending ]; then
+        "$bt" amend -api "http://127.0.0.1:$http_port" -token "$dir/writ-data/api-token" \
+          -rate 100 -duration "$((latsecs + 1))s" >"$work/amend.out" 2>&1 &
+        amend_pid=$!
+        sleep 0.5
+      fi
+      printf 'amendlat\t%s\t%s\n' "$phase" \
+        "$(dnsperf "${perf[@]}" -p "$writ_port" -d "$dir/q-cached.txt" -l "$latsecs" -Q "$latrate" -v 2>/dev/null | "$bt" latency)" >>"$results"
+      if [ $phase = amending ]; then wait "$amend_pid"; fi
+    done
   fi
   stop "$writ_pid"
 done

@@ -26,6 +26,7 @@ var (
 	reLost = regexp.MustCompile(`Queries lost:\s+\d+ \(([0-9.]+)%\)`)
 	reAvg  = regexp.MustCompile(`Average Latency \(s\):\s+([0-9.]+)`)
 	reCode = regexp.MustCompile(`Response codes:\s+(.*)`)
+	reSent = regexp.MustCompile(`Queries sent:\s+(\d+)`)
 )
 
 // parseDnsperf prints, for a dnsperf output file, "qps avg-ms lost-%
@@ -54,12 +55,17 @@ func parseDnsperf(args []string) error {
 }
 
 // latency reads dnsperf -v output on stdin and prints the 50th, 90th, 99th
-// and 99.9th percentiles of the query latencies in milliseconds, and the
-// number of answers.
+// and 99.9th percentiles of the query latencies in milliseconds, the
+// number of answers and the number of queries sent.
 func latency([]string) error {
 	var lat []time.Duration
+	sent := 0
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
+		if m := reSent.FindStringSubmatch(sc.Text()); m != nil {
+			sent, _ = strconv.Atoi(m[1])
+			continue
+		}
 		f := strings.Fields(sc.Text())
 		if len(f) < 5 || f[0] != ">" || f[1] == "T" {
 			continue
@@ -80,7 +86,7 @@ func latency([]string) error {
 		}
 		return float64(lat[min(len(lat)-1, int(float64(len(lat))*p))].Microseconds()) / 1000
 	}
-	fmt.Printf("%.3f\t%.3f\t%.3f\t%.3f\t%d\n", q(0.50), q(0.90), q(0.99), q(0.999), len(lat))
+	fmt.Printf("%.3f\t%.3f\t%.3f\t%.3f\t%d\t%d\n", q(0.50), q(0.90), q(0.99), q(0.999), len(lat), sent)
 	return nil
 }
 
@@ -95,6 +101,7 @@ func latency([]string) error {
 //	rss    N server kB
 //	amend  phase run qps avg-ms lost-% rcodes processors
 //	amendlog text
+//	amendlat phase p50 p90 p99 p99.9 answers sent
 func report(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("usage: benchtool report RESULTS")
@@ -115,6 +122,7 @@ func writeReport(r io.Reader, w io.Writer) error {
 	amend := map[string][]float64{}    // phase → qps by run
 	amendCPU := map[string][]float64{} // phase → processors writ used, by run
 	var amendLog []string
+	amendLat := map[string][]string{} // phase → p50 p90 p99 p999 answers sent
 	var ns, mixes []string
 	addOnce := func(list *[]string, v string) {
 		if !slices.Contains(*list, v) {
@@ -150,6 +158,10 @@ func writeReport(r io.Reader, w io.Writer) error {
 			c, _ := strconv.ParseFloat(f[7], 64)
 			amend[f[1]] = append(amend[f[1]], v)
 			amendCPU[f[1]] = append(amendCPU[f[1]], c)
+		case "amendlat":
+			if len(f) >= 8 {
+				amendLat[f[1]] = f[2:8]
+			}
 		case "amendlog":
 			amendLog = append(amendLog, strings.Join(f[1:], " "))
 		}
@@ -180,6 +192,24 @@ func writeReport(r io.Reader, w io.Writer) error {
 	}
 	if len(amend) > 0 {
 		writeAmend(w, amend, amendCPU)
+		if len(amendLat) > 0 {
+			fmt.Fprintln(w)
+			fmt.Fprintln(w, "| writ, cached mix at a fixed rate | answered | p50 / p90 / p99 / p99.9 ms |")
+			fmt.Fprintln(w, "|---|---:|---:|")
+			for _, phase := range []string{"steady", "amending"} {
+				v := amendLat[phase]
+				if len(v) < 6 {
+					continue
+				}
+				got, _ := strconv.ParseFloat(v[4], 64)
+				sent, _ := strconv.ParseFloat(v[5], 64)
+				answered := "—"
+				if sent > 0 {
+					answered = fmt.Sprintf("%.2f%%", 100*got/sent)
+				}
+				fmt.Fprintf(w, "| %s | %s | %s / %s / %s / %s |\n", phase, answered, v[0], v[1], v[2], v[3])
+			}
+		}
 		for _, l := range amendLog {
 			fmt.Fprintf(w, "\n%s\n", l)
 		}
