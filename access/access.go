@@ -123,6 +123,7 @@ const (
 	ManageAuthorities Action = "register authorities"
 	ManagePrincipals  Action = "manage credentials"
 	RecordReceipt     Action = "record an enforcement receipt"
+	RetirePoint       Action = "retire an enforcement point"
 	ReadPrivate       Action = "read contest filers' contact details"
 )
 
@@ -138,6 +139,7 @@ var allowed = map[Action][]Role{
 	ManageAuthorities: {Operator},
 	ManagePrincipals:  {Operator},
 	RecordReceipt:     {Operator},
+	RetirePoint:       {Operator},
 	ReadPrivate:       {Reviewer, Operator},
 }
 

@@ -12,10 +12,10 @@ func TestRolesAndActions(t *testing.T) {
 	}{
 		{Authority, []Action{SubmitOrder, AmendOrder, RevokeOrder}},
 		{Reviewer, []Action{ReviewTarget, DecideContest, SuspendOrder, ReadPrivate}},
-		{Operator, []Action{SubmitOrder, AmendOrder, RevokeOrder, SuspendOrder, ManageAuthorities, ManagePrincipals, RecordReceipt, ReadPrivate}},
+		{Operator, []Action{SubmitOrder, AmendOrder, RevokeOrder, SuspendOrder, ManageAuthorities, ManagePrincipals, RecordReceipt, RetirePoint, ReadPrivate}},
 		{Public, nil},
 	}
-	all := []Action{SubmitOrder, AmendOrder, RevokeOrder, ReviewTarget, DecideContest, SuspendOrder, ManageAuthorities, ManagePrincipals, RecordReceipt, ReadPrivate}
+	all := []Action{SubmitOrder, AmendOrder, RevokeOrder, ReviewTarget, DecideContest, SuspendOrder, ManageAuthorities, ManagePrincipals, RecordReceipt, RetirePoint, ReadPrivate}
 	for _, tc := range cases {
 		p := Principal{ID: "x", Role: tc.role}
 		for _, a := range all {

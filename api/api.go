@@ -58,6 +58,7 @@ type Registry interface {
 	RecordReceipt(ctx context.Context, rc policy.Receipt, by access.Principal) error
 	Receipts(ctx context.Context, id string) (*registry.OrderReceipts, error)
 	Points(ctx context.Context) ([]policy.Receipt, error)
+	RetirePoint(ctx context.Context, point string, by access.Principal) error
 	EventsSince(ctx context.Context, after uint64, limit int) ([]order.Event, error)
 	Changed() <-chan struct{}
 	Policy() *policy.Holder
@@ -168,6 +169,7 @@ func (s *server) routes() []route {
 		{"POST /v1/principals/{id}/enable", auth(s.disablePrincipal(false))},
 		{"POST /v1/receipts", auth(s.recordReceipt)},
 		{"GET /v1/points", s.listPoints},
+		{"POST /v1/points/retire", auth(s.retirePoint)},
 		{"GET /v1/events", s.events},
 		{"GET /v1/check", s.check},
 		{"GET /v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"reflect"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/writ-project/writ/access"
@@ -201,6 +202,25 @@ func (s *server) listPoints(w http.ResponseWriter, r *http.Request) {
 		points = []policy.Receipt{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"points": points, "policy_version": s.reg.Policy().Load().Version()})
+}
+
+// retirePoint takes an enforcement point out of service.
+func (s *server) retirePoint(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Point string `json:"point"`
+	}
+	if !s.readBody(w, r, &req, false) {
+		return
+	}
+	if strings.TrimSpace(req.Point) == "" {
+		s.fail(w, r, &order.InvalidError{Fields: []order.FieldError{{Field: "point", Message: "must name the enforcement point, as GET /v1/points lists it"}}})
+		return
+	}
+	if err := s.reg.RetirePoint(r.Context(), req.Point, principalOf(r)); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"point": req.Point, "retired": true})
 }
 
 func (s *server) listAuthorities(w http.ResponseWriter, _ *http.Request) {

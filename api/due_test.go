@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -538,6 +539,23 @@ func TestReceiptsAndDeadlines(t *testing.T) {
 	}](t, w.pub.want(http.StatusOK, "GET", "/v1/points", nil))
 	if len(points.Points) != 4 || points.Points[3].Scope != "IT" {
 		t.Errorf("points %+v", points)
+	}
+	// The Lyon gate is decommissioned: the order no longer waits for it.
+	w.court.want(http.StatusForbidden, "POST", "/v1/points/retire", map[string]string{"point": "gate:lyon"})
+	w.op.want(http.StatusBadRequest, "POST", "/v1/points/retire", map[string]string{"point": " "})
+	w.op.want(http.StatusBadRequest, "POST", "/v1/points/retire", map[string]string{"name": "gate:lyon"})
+	w.op.want(http.StatusNotFound, "POST", "/v1/points/retire", map[string]string{"point": "gate:nowhere"})
+	w.op.want(http.StatusOK, "POST", "/v1/points/retire", map[string]string{"point": "gate:lyon"})
+	w.op.want(http.StatusNotFound, "POST", "/v1/points/retire", map[string]string{"point": "gate:lyon"})
+	rep = decode[registry.OrderReceipts](t, w.pub.want(http.StatusOK, "GET", "/v1/orders/"+o.ID+"/receipts", nil))
+	if len(rep.Points) != 2 {
+		t.Errorf("receipts after retiring gate:lyon: %+v", rep.Points)
+	}
+	points = decode[struct {
+		Points []struct{ Point, Scope string }
+	}](t, w.pub.want(http.StatusOK, "GET", "/v1/points", nil))
+	if len(points.Points) != 3 || slices.ContainsFunc(points.Points, func(p struct{ Point, Scope string }) bool { return p.Point == "gate:lyon" }) {
+		t.Errorf("points after retiring gate:lyon: %+v", points)
 	}
 	// A held order has nothing to receipt.
 	m := courtOrder(map[string]any{"ip": "1.1.1.1"})

@@ -18,6 +18,7 @@ import (
 	"github.com/writ-project/writ/access"
 	"github.com/writ-project/writ/jurisdiction"
 	"github.com/writ-project/writ/order"
+	"github.com/writ-project/writ/policy"
 )
 
 // caller is a kind of principal the matrix tries.
@@ -48,6 +49,7 @@ type fixture struct {
 	principal string
 	version   uint64
 	fresh     string // an unused principal id
+	point     string // an enforcement point in service
 }
 
 var fixtureSeq atomic.Int64
@@ -67,7 +69,11 @@ func (n *node) fixture(t *testing.T) fixture {
 	seq := fixtureSeq.Add(1)
 	id := fmt.Sprintf("victim-%d", seq)
 	n.principal(t, id, access.Reviewer, "")
-	return fixture{order: o.ID, contest: c.ID, principal: id, version: n.reg.Policy().Load().Version(), fresh: fmt.Sprintf("new-%d", seq)}
+	point := fmt.Sprintf("gate:matrix-%d", seq)
+	if err := n.reg.Receipt(ctx, policy.Receipt{Point: point, Version: n.reg.Policy().Load().Version()}); err != nil {
+		t.Fatal(err)
+	}
+	return fixture{order: o.ID, contest: c.ID, principal: id, version: n.reg.Policy().Load().Version(), fresh: fmt.Sprintf("new-%d", seq), point: point}
 }
 
 // request is one request of a row, on a fixture.
@@ -170,6 +176,8 @@ func matrixRows() []row {
 			return request{"/v1/receipts", map[string]any{"point": "gate:lyon", "version": fx.version}}
 		}, only(http.StatusAccepted, operatorRole)},
 		{"GET /v1/points", false, get("/v1/points"), readable()},
+		{"POST /v1/points/retire", true, func(fx fixture) request { return request{"/v1/points/retire", map[string]string{"point": fx.point}} },
+			only(http.StatusOK, operatorRole)},
 		{"GET /v1/events", false, get("/v1/events?after=0"), readable()},
 		{"GET /v1/check", false, get("/v1/check?name=a.example&scope=FR"), readable()},
 		{"GET /v1/openapi.yaml", false, get("/v1/openapi.yaml"), readable()},

@@ -538,6 +538,30 @@ func TestConfiguredPointsMustAllReceipt(t *testing.T) {
 	}
 }
 
+// A point taken out of service holds reports back until it is retired:
+// by default every point in service enforcing Italy must have applied an
+// item.
+func TestRetiredPointIsNotAwaited(t *testing.T) {
+	e := newEnv(t, false)
+	c := e.connector()
+	e.receipt("resolver-torino", "IT") // then decommissioned
+	publish(t, e.ps, pstest.Ticket{FQDN: []string{"live.example.com"}})
+	e.sync(c)
+	e.receipt("dns", "")
+	if waiting := e.report(c); waiting != 1 {
+		t.Fatalf("%d wait; resolver-torino has not applied it", waiting)
+	}
+	if err := e.reg.RetirePoint(t.Context(), "resolver-torino", access.Principal{ID: "operator", Role: access.Operator}); err != nil {
+		t.Fatal(err)
+	}
+	if waiting := e.report(c); waiting != 0 {
+		t.Fatalf("%d still wait after resolver-torino was retired", waiting)
+	}
+	if r := e.reports()["live.example.com"]; len(r) != 1 || strings.Contains(r[0].Note, "resolver-torino") || !strings.Contains(r[0].Note, "dns") {
+		t.Errorf("report %+v", r)
+	}
+}
+
 func TestOrdersAreRenewedBeforeTheyExpire(t *testing.T) {
 	e := newEnv(t, false)
 	c := e.connector(func(c *Config) { c.OrderExpiry = time.Hour })

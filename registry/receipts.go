@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/writ-project/writ/jurisdiction"
 	"github.com/writ-project/writ/order"
 	"github.com/writ-project/writ/policy"
+	"github.com/writ-project/writ/store"
 )
 
 // receiptTracker remembers the highest version each enforcement point has
@@ -169,8 +171,29 @@ func (r *Registry) Receipts(ctx context.Context, id string) (*OrderReceipts, err
 	return rep, nil
 }
 
-// Points lists every enforcement point with its latest receipt: which
-// policy version each runs.
+// Points lists every enforcement point in service with its latest
+// receipt: which policy version each runs.
 func (r *Registry) Points(ctx context.Context) ([]policy.Receipt, error) {
 	return r.store.Points(ctx)
+}
+
+// RetirePoint takes an enforcement point that no longer enforces (a
+// resolver or gate decommissioned, an RPZ secondary removed) out of
+// service: orders no longer wait for its receipts, nor count as overdue
+// there, and it leaves the list of points. Its receipts are kept. A
+// receipt for a later policy version puts it back in service. Operators'
+// credentials are needed.
+func (r *Registry) RetirePoint(ctx context.Context, point string, by access.Principal) error {
+	if !by.Can(access.RetirePoint) {
+		return forbidden(by, access.RetirePoint)
+	}
+	err := r.store.RetirePoint(ctx, point, r.clock.Now().UTC(), by.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("enforcement point %q is not in service: %w", point, ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	r.log.Info("enforcement point retired", "point", point, "by", by.ID)
+	return nil
 }

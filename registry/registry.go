@@ -49,6 +49,7 @@ type Store interface {
 	AddReceipt(ctx context.Context, r policy.Receipt) error
 	FirstReceipts(ctx context.Context, version uint64) ([]policy.Receipt, error)
 	Points(ctx context.Context) ([]policy.Receipt, error)
+	RetirePoint(ctx context.Context, point string, at time.Time, by string) error
 }
 
 // Clock is the registry's source of time and timers; tests replace it.

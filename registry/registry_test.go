@@ -362,3 +362,53 @@ func TestReceiptsObserveTimeToEnforce(t *testing.T) {
 		t.Fatal("time to enforce not observed exactly once")
 	}
 }
+
+// An order no longer waits for a retired enforcement point, nor is
+// overdue there; only operators retire points.
+func TestRetiredPointIsNoLongerAwaited(t *testing.T) {
+	clock := &fakeClock{now: t0}
+	r, _ := open(t, filepath.Join(t.TempDir(), "writ.db"), clock)
+	ctx := context.Background()
+	// gate@old applied version 1, then was decommissioned.
+	if err := r.Receipt(ctx, policy.Receipt{Point: "gate@old", Version: r.Policy().Load().Version(), At: t0}); err != nil {
+		t.Fatal(err)
+	}
+	o, err := r.Submit(ctx, submission(t0.Add(-time.Hour), t0.Add(72*time.Hour), "a.example"), operator)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Receipt(ctx, policy.Receipt{Point: "dns@a", Version: r.Policy().Load().Version(), At: t0.Add(time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(48 * time.Hour)
+	pending := func() []string {
+		t.Helper()
+		rep, err := r.Receipts(ctx, o.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range rep.Points {
+			if p.Pending {
+				out = append(out, fmt.Sprintf("%s overdue=%v", p.Point, p.Overdue))
+			}
+		}
+		return out
+	}
+	if got := fmt.Sprint(pending()); got != "[gate@old overdue=true]" {
+		t.Fatalf("before retiring: pending %s", got)
+	}
+	anonymous := access.Principal{Role: access.Public}
+	if err := r.RetirePoint(ctx, "gate@old", anonymous); !errors.Is(err, ErrForbidden) {
+		t.Fatalf("retired without credentials: %v", err)
+	}
+	if err := r.RetirePoint(ctx, "gate@old", operator); err != nil {
+		t.Fatal(err)
+	}
+	if got := pending(); len(got) != 0 {
+		t.Errorf("after retiring: pending %v", got)
+	}
+	if err := r.RetirePoint(ctx, "gate@old", operator); !errors.Is(err, ErrNotFound) {
+		t.Errorf("retired twice: %v, want ErrNotFound", err)
+	}
+}

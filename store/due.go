@@ -334,6 +334,38 @@ func (s *db) AddReceipt(ctx context.Context, r policy.Receipt) error {
 	return nil
 }
 
+// RetirePoint takes an enforcement point out of service: Points leaves it
+// out until it sends a receipt for a policy version later than its last
+// one. Its receipts are kept. A point that never sent a receipt, or is
+// already retired, is ErrNotFound.
+func (s *db) RetirePoint(ctx context.Context, point string, at time.Time, by string) error {
+	_, err := s.inWriteTx(ctx, func(ctx context.Context, tx *tx) error {
+		var last sql.NullInt64
+		if err := tx.QueryRowContext(ctx, `SELECT MAX(version) FROM receipts WHERE point = ?`, point).Scan(&last); err != nil {
+			return err
+		}
+		if !last.Valid {
+			return fmt.Errorf("no enforcement point %q has sent a receipt: %w", point, ErrNotFound)
+		}
+		var retired sql.NullInt64
+		err := tx.QueryRowContext(ctx, `SELECT version FROM retired_points WHERE point = ?`, point).Scan(&retired)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if retired.Valid && retired.Int64 >= last.Int64 {
+			return fmt.Errorf("enforcement point %q is already retired: %w", point, ErrNotFound)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO retired_points(point, version, retired_at, retired_by) VALUES (?, ?, ?, ?)
+			ON CONFLICT(point) DO UPDATE SET version = excluded.version, retired_at = excluded.retired_at, retired_by = excluded.retired_by`,
+			point, last.Int64, formatTime(at), by)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("store: retire point %s: %w", point, err)
+	}
+	return nil
+}
+
 // FirstReceipts returns, for every enforcement point, its first receipt
 // for a version at or above version: when that point began enforcing a
 // change made at that version.
@@ -347,11 +379,14 @@ func (s *db) FirstReceipts(ctx context.Context, version uint64) ([]policy.Receip
 	return out, nil
 }
 
-// Points returns every enforcement point that ever sent a receipt, with
-// its latest receipt.
+// Points returns every enforcement point in service, with its latest
+// receipt: each point that ever sent a receipt, unless it was retired
+// and has sent none for a later version since.
 func (s *db) Points(ctx context.Context) ([]policy.Receipt, error) {
 	out, err := s.receipts(ctx, `SELECT r.point, r.version, r.applied_at, r.scope FROM receipts r
-		WHERE r.version = (SELECT MAX(version) FROM receipts WHERE point = r.point) ORDER BY r.point`)
+		WHERE r.version = (SELECT MAX(version) FROM receipts WHERE point = r.point)
+		AND NOT EXISTS (SELECT 1 FROM retired_points x WHERE x.point = r.point AND x.version >= r.version)
+		ORDER BY r.point`)
 	if err != nil {
 		return nil, fmt.Errorf("store: enforcement points: %w", err)
 	}

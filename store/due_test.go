@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -128,6 +129,66 @@ func TestContestsAndReceipts(t *testing.T) {
 		}
 		if err := s.AddReceipt(ctx, policy.Receipt{Version: 1}); err == nil {
 			t.Fatal("receipt without a point accepted")
+		}
+	})
+}
+
+// A retired enforcement point is left out of the points in service, with
+// its receipts kept, until it sends a receipt for a later version.
+func TestRetiredPoints(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s *db) {
+		ctx := t.Context()
+		now := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+		names := func() []string {
+			t.Helper()
+			points, err := s.Points(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, p := range points {
+				out = append(out, fmt.Sprintf("%s@%d", p.Point, p.Version))
+			}
+			return out
+		}
+		for _, r := range []policy.Receipt{{Point: "dns@a", Version: 4, At: now}, {Point: "gate@old", Version: 3, At: now}} {
+			if err := s.AddReceipt(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.RetirePoint(ctx, "gate@old", now, "operator"); err != nil {
+			t.Fatal(err)
+		}
+		if got := names(); !slices.Equal(got, []string{"dns@a@4"}) {
+			t.Errorf("points after retiring gate@old: %v", got)
+		}
+		if first, err := s.FirstReceipts(ctx, 1); err != nil || len(first) != 2 {
+			t.Errorf("receipts of the retired point were not kept: %+v %v", first, err)
+		}
+		for _, p := range []string{"gate@old", "never-seen"} {
+			if err := s.RetirePoint(ctx, p, now, "operator"); !errors.Is(err, ErrNotFound) {
+				t.Errorf("retiring %s: %v, want ErrNotFound", p, err)
+			}
+		}
+		// The same version again: still retired. A later one: in service.
+		if err := s.AddReceipt(ctx, policy.Receipt{Point: "gate@old", Version: 3, At: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if got := names(); !slices.Equal(got, []string{"dns@a@4"}) {
+			t.Errorf("points after a repeated receipt of the retired point: %v", got)
+		}
+		if err := s.AddReceipt(ctx, policy.Receipt{Point: "gate@old", Version: 5, At: now.Add(time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		if got := names(); !slices.Equal(got, []string{"dns@a@4", "gate@old@5"}) {
+			t.Errorf("points after a new receipt of the retired point: %v", got)
+		}
+		// Retired again, at its new version.
+		if err := s.RetirePoint(ctx, "gate@old", now.Add(2*time.Hour), "operator"); err != nil {
+			t.Fatal(err)
+		}
+		if got := names(); !slices.Equal(got, []string{"dns@a@4"}) {
+			t.Errorf("points after retiring gate@old again: %v", got)
 		}
 	})
 }

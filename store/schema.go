@@ -81,6 +81,15 @@ var migrations = []string{
 		name  TEXT PRIMARY KEY,
 		value TEXT NOT NULL
 	);`,
+
+	// 5: enforcement points taken out of service, up to the policy
+	// version of their last receipt then.
+	`CREATE TABLE retired_points (
+		point      TEXT PRIMARY KEY,
+		version    INTEGER NOT NULL,
+		retired_at TEXT NOT NULL,
+		retired_by TEXT NOT NULL
+	);`,
 }
 
 // pgMigrations is the PostgreSQL schema history, the same tables as
@@ -153,6 +162,15 @@ var pgMigrations = []string{
 	CREATE TABLE settings (
 		name  TEXT PRIMARY KEY,
 		value TEXT NOT NULL
+	);`,
+
+	// 5: enforcement points taken out of service, up to the policy
+	// version of their last receipt then.
+	`CREATE TABLE retired_points (
+		point      TEXT PRIMARY KEY,
+		version    BIGINT NOT NULL,
+		retired_at TEXT NOT NULL,
+		retired_by TEXT NOT NULL
 	);`,
 }
 
