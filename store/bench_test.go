@@ -65,3 +65,30 @@ func BenchmarkPrincipalByTokenHash(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkModifyOrderPostgres is BenchmarkModifyOrder on PostgreSQL
+// (a local server, as the tests start one).
+//
+//	go test -run XXX -bench ModifyOrderPostgres ./store
+func BenchmarkModifyOrderPostgres(b *testing.B) {
+	ctx := context.Background()
+	s, err := OpenPostgres(ctx, pg.FreshDatabase(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	now := time.Now()
+	o := fullOrder("20261123-00000001", now)
+	if _, err := s.CreateOrder(ctx, o, events(o.ID, now, order.EventReceived)); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, _, _, err := s.ModifyOrder(ctx, o.ID, func(o *order.Order) ([]order.Event, error) {
+			o.Amendments++
+			return []order.Event{{Kind: order.EventAmended, At: time.Now()}}, nil
+		}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
