@@ -59,6 +59,7 @@ type Registry interface {
 	Receipts(ctx context.Context, id string) (*registry.OrderReceipts, error)
 	Points(ctx context.Context) ([]policy.Receipt, error)
 	RetirePoint(ctx context.Context, point string, by access.Principal) error
+	RetiredPoints(ctx context.Context) ([]policy.Retirement, error)
 	EventsSince(ctx context.Context, after uint64, limit int) ([]order.Event, error)
 	Changed() <-chan struct{}
 	Policy() *policy.Holder

@@ -201,7 +201,15 @@ func (s *server) listPoints(w http.ResponseWriter, r *http.Request) {
 	if points == nil {
 		points = []policy.Receipt{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"points": points, "policy_version": s.reg.Policy().Load().Version()})
+	retired, err := s.reg.RetiredPoints(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if retired == nil {
+		retired = []policy.Retirement{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"points": points, "retired": retired, "policy_version": s.reg.Policy().Load().Version()})
 }
 
 // retirePoint takes an enforcement point out of service.

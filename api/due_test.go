@@ -30,6 +30,7 @@ import (
 
 	"github.com/writ-project/writ/jurisdiction"
 	"github.com/writ-project/writ/order"
+	"github.com/writ-project/writ/policy"
 	"github.com/writ-project/writ/registry"
 )
 
@@ -551,11 +552,15 @@ func TestReceiptsAndDeadlines(t *testing.T) {
 	if len(rep.Points) != 2 {
 		t.Errorf("receipts after retiring gate:lyon: %+v", rep.Points)
 	}
-	points = decode[struct {
-		Points []struct{ Point, Scope string }
+	after := decode[struct {
+		Points  []struct{ Point, Scope string }
+		Retired []policy.Retirement
 	}](t, w.pub.want(http.StatusOK, "GET", "/v1/points", nil))
-	if len(points.Points) != 3 || slices.ContainsFunc(points.Points, func(p struct{ Point, Scope string }) bool { return p.Point == "gate:lyon" }) {
-		t.Errorf("points after retiring gate:lyon: %+v", points)
+	if len(after.Points) != 3 || slices.ContainsFunc(after.Points, func(p struct{ Point, Scope string }) bool { return p.Point == "gate:lyon" }) {
+		t.Errorf("points after retiring gate:lyon: %+v", after.Points)
+	}
+	if len(after.Retired) != 1 || after.Retired[0].Point != "gate:lyon" || after.Retired[0].By != "operator" || after.Retired[0].At.IsZero() {
+		t.Errorf("retired points: %+v", after.Retired)
 	}
 	// A held order has nothing to receipt.
 	m := courtOrder(map[string]any{"ip": "1.1.1.1"})

@@ -16,3 +16,13 @@ type Receipt struct {
 	// server, the gate).
 	Scope string `json:"scope,omitempty"`
 }
+
+// Retirement records an enforcement point taken out of service: the last
+// policy Version it had applied then, when and by whom. It stands until
+// the point sends a receipt for a later version.
+type Retirement struct {
+	Point   string    `json:"point"`
+	Version uint64    `json:"version"`
+	At      time.Time `json:"retired_at"`
+	By      string    `json:"retired_by"`
+}

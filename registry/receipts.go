@@ -177,6 +177,12 @@ func (r *Registry) Points(ctx context.Context) ([]policy.Receipt, error) {
 	return r.store.Points(ctx)
 }
 
+// RetiredPoints lists the enforcement points retired and not back in
+// service.
+func (r *Registry) RetiredPoints(ctx context.Context) ([]policy.Retirement, error) {
+	return r.store.RetiredPoints(ctx)
+}
+
 // RetirePoint takes an enforcement point that no longer enforces (a
 // resolver or gate decommissioned, an RPZ secondary removed) out of
 // service: orders no longer wait for its receipts, nor count as overdue

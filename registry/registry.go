@@ -50,6 +50,7 @@ type Store interface {
 	FirstReceipts(ctx context.Context, version uint64) ([]policy.Receipt, error)
 	Points(ctx context.Context) ([]policy.Receipt, error)
 	RetirePoint(ctx context.Context, point string, at time.Time, by string) error
+	RetiredPoints(ctx context.Context) ([]policy.Retirement, error)
 }
 
 // Clock is the registry's source of time and timers; tests replace it.

@@ -366,6 +366,42 @@ func (s *db) RetirePoint(ctx context.Context, point string, at time.Time, by str
 	return nil
 }
 
+// RetiredPoints returns the enforcement points retired and not back in
+// service, by name.
+func (s *db) RetiredPoints(ctx context.Context) ([]policy.Retirement, error) {
+	var out []policy.Retirement
+	err := s.inReadTx(ctx, func(tx *tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT x.point, x.version, x.retired_at, x.retired_by FROM retired_points x
+			WHERE x.version >= (SELECT MAX(version) FROM receipts WHERE point = x.point) ORDER BY x.point`)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var (
+				r  policy.Retirement
+				v  int64
+				at string
+			)
+			if err := rows.Scan(&r.Point, &v, &at, &r.By); err != nil {
+				return err
+			}
+			if r.Version, err = toVersion(v); err != nil {
+				return err
+			}
+			if r.At, err = time.Parse(timeLayout, at); err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: retired points: %w", err)
+	}
+	return out, nil
+}
+
 // FirstReceipts returns, for every enforcement point, its first receipt
 // for a version at or above version: when that point began enforcing a
 // change made at that version.

@@ -162,6 +162,10 @@ func TestRetiredPoints(t *testing.T) {
 		if got := names(); !slices.Equal(got, []string{"dns@a@4"}) {
 			t.Errorf("points after retiring gate@old: %v", got)
 		}
+		retired, err := s.RetiredPoints(ctx)
+		if err != nil || len(retired) != 1 || retired[0].Point != "gate@old" || retired[0].Version != 3 || retired[0].By != "operator" || !retired[0].At.Equal(now) {
+			t.Errorf("retired points %+v %v", retired, err)
+		}
 		if first, err := s.FirstReceipts(ctx, 1); err != nil || len(first) != 2 {
 			t.Errorf("receipts of the retired point were not kept: %+v %v", first, err)
 		}
@@ -182,6 +186,9 @@ func TestRetiredPoints(t *testing.T) {
 		}
 		if got := names(); !slices.Equal(got, []string{"dns@a@4", "gate@old@5"}) {
 			t.Errorf("points after a new receipt of the retired point: %v", got)
+		}
+		if retired, err := s.RetiredPoints(ctx); err != nil || len(retired) != 0 {
+			t.Errorf("retired points once gate@old is back: %+v %v", retired, err)
 		}
 		// Retired again, at its new version.
 		if err := s.RetirePoint(ctx, "gate@old", now.Add(2*time.Hour), "operator"); err != nil {
