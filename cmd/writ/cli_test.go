@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -487,5 +488,29 @@ func TestClientCommands(t *testing.T) {
 	}
 	if _, err := cli("order", "show", "20990101-00000000"); err == nil || !strings.Contains(err.Error(), "20990101-00000000: not found") {
 		t.Errorf("order show of an unknown id: %v", err)
+	}
+
+	// Enforcement points: two send receipts, one is taken out of service.
+	for _, p := range []string{"dns@edge-1", "gate@edge-2"} {
+		req, _ := http.NewRequest("POST", base+"/v1/receipts", strings.NewReader(`{"point": "`+p+`", "version": 1}`))
+		req.Header.Set("Authorization", "Bearer secret")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("receipt of %s: %v %v", p, resp, err)
+		}
+		resp.Body.Close()
+	}
+	out = must("point", "list")
+	contains("point list", out, "POINT", "dns@edge-1", "gate@edge-2")
+	out = must("point", "retire", "gate@edge-2")
+	contains("point retire", out, "enforcement point gate@edge-2 retired")
+	out = must("point", "list")
+	contains("point list (retired)", out, "dns@edge-1", "gate@edge-2", "retired by operator")
+	if _, err := cli("point", "retire", "gate@edge-2"); err == nil || !strings.Contains(err.Error(), "not in service") {
+		t.Errorf("second retirement: %v", err)
+	}
+	if _, err := cli("point", "retire"); err == nil || !strings.Contains(err.Error(), "one point name") {
+		t.Errorf("point retire without a name: %v", err)
 	}
 }

@@ -189,7 +189,7 @@ func connectOnce(ctx context.Context, conn *piracyshield.Connector, wait time.Du
 	fmt.Fprintf(stdout, "piracy shield: %d tickets; items: %d processed, %d unprocessed, %d awaiting receipts\n",
 		s.Tickets, s.Processed, s.Unprocessed, s.Awaiting)
 	if s.Awaiting > 0 {
-		return fmt.Errorf("%d items still wait for enforcement receipts after %v: run again, or check the points with writ's GET /v1/points", s.Awaiting, wait)
+		return fmt.Errorf("%d items still wait for enforcement receipts after %v: run again, or check the points with writ point list (retire one taken out of service with writ point retire NAME)", s.Awaiting, wait)
 	}
 	return nil
 }
