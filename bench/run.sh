@@ -33,56 +33,10 @@ latrate=20000
 up_port=25353 writ_port=25354 unbound_port=25355 http_port=25380
 perf=(-s 127.0.0.1 -c 8 -q 256 -t 1)
 
-created_policy_rc=0
-missing=()
-command -v dnsperf >/dev/null || missing+=(dnsperf)
-command -v unbound >/dev/null || missing+=(unbound)
-if ((${#missing[@]})); then
-  echo "bench: installing ${missing[*]}" >&2
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  # Keep Debian from starting the packaged unbound on port 53.
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null
-    $sudo chmod +x /usr/sbin/policy-rc.d
-    created_policy_rc=1
-    trap '$sudo rm -f /usr/sbin/policy-rc.d' EXIT
-  fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  if ((created_policy_rc)); then
-    $sudo rm -f /usr/sbin/policy-rc.d
-    trap - EXIT
-  fi
-fi
-if command -v ss >/dev/null; then
-  listening=$(ss -Hlntu | awk '{print $5}')
-  for p in $up_port $writ_port $unbound_port $http_port; do
-    if grep -q ":$p\$" <<<"$listening"; then
-      echo "bench: port $p is in use" >&2
-      exit 1
-    fi
-  done
-fi
-
-work=${BENCH_DIR:-}
-if [ -z "$work" ]; then
-  work=$(mktemp -d /tmp/writ-bench.XXXXXX)
-  remove_work=1
-else
-  mkdir -p "$work"
-  remove_work=0
-fi
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ((remove_work)) && rm -rf "$work"
-  return 0
-}
-trap cleanup EXIT
-
-log() { echo "bench [${SECONDS}s]: $*" >&2; }
+. bench/lib.sh
+bench_install dnsperf=dnsperf unbound=unbound
+bench_ports_free $up_port $writ_port $unbound_port $http_port
+bench_workdir writ-bench
 
 log "building writ and benchtool"
 go build -o "$work/writ" ./cmd/writ

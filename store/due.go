@@ -369,35 +369,14 @@ func (s *db) RetirePoint(ctx context.Context, point string, at time.Time, by str
 // RetiredPoints returns the enforcement points retired and not back in
 // service, by name.
 func (s *db) RetiredPoints(ctx context.Context) ([]policy.Retirement, error) {
-	var out []policy.Retirement
-	err := s.inReadTx(ctx, func(tx *tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT x.point, x.version, x.retired_at, x.retired_by FROM retired_points x
-			WHERE x.version >= (SELECT MAX(version) FROM receipts WHERE point = x.point) ORDER BY x.point`)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var (
-				r  policy.Retirement
-				v  int64
-				at string
-			)
-			if err := rows.Scan(&r.Point, &v, &at, &r.By); err != nil {
-				return err
-			}
-			if r.Version, err = toVersion(v); err != nil {
-				return err
-			}
-			if r.At, err = time.Parse(timeLayout, at); err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
-		return rows.Err()
-	})
+	rows, err := s.pointRows(ctx, `SELECT x.point, x.version, x.retired_at, x.retired_by FROM retired_points x
+		WHERE x.version >= (SELECT MAX(version) FROM receipts WHERE point = x.point) ORDER BY x.point`)
 	if err != nil {
 		return nil, fmt.Errorf("store: retired points: %w", err)
+	}
+	var out []policy.Retirement
+	for _, r := range rows {
+		out = append(out, policy.Retirement{Point: r.point, Version: r.version, At: r.at, By: r.text})
 	}
 	return out, nil
 }
@@ -432,7 +411,27 @@ func (s *db) Points(ctx context.Context) ([]policy.Receipt, error) {
 // receipts runs a query of receipt rows (point, version, applied_at,
 // scope) in a read transaction.
 func (s *db) receipts(ctx context.Context, query string, args ...any) ([]policy.Receipt, error) {
+	rows, err := s.pointRows(ctx, query, args...)
 	var out []policy.Receipt
+	for _, r := range rows {
+		out = append(out, policy.Receipt{Point: r.point, Version: r.version, At: r.at, Scope: r.text})
+	}
+	return out, err
+}
+
+// pointRow is a row about an enforcement point: its name, a policy
+// version, a time and one more text column.
+type pointRow struct {
+	point   string
+	version uint64
+	at      time.Time
+	text    string
+}
+
+// pointRows runs a query of (point, version, time, text) rows in a read
+// transaction.
+func (s *db) pointRows(ctx context.Context, query string, args ...any) ([]pointRow, error) {
+	var out []pointRow
 	err := s.inReadTx(ctx, func(tx *tx) error {
 		rows, err := tx.QueryContext(ctx, query, args...)
 		if err != nil {
@@ -441,17 +440,17 @@ func (s *db) receipts(ctx context.Context, query string, args ...any) ([]policy.
 		defer rows.Close()
 		for rows.Next() {
 			var (
-				r  policy.Receipt
+				r  pointRow
 				v  int64
 				at string
 			)
-			if err := rows.Scan(&r.Point, &v, &at, &r.Scope); err != nil {
+			if err := rows.Scan(&r.point, &v, &at, &r.text); err != nil {
 				return err
 			}
-			if r.Version, err = toVersion(v); err != nil {
+			if r.version, err = toVersion(v); err != nil {
 				return err
 			}
-			if r.At, err = time.Parse(timeLayout, at); err != nil {
+			if r.at, err = time.Parse(timeLayout, at); err != nil {
 				return err
 			}
 			out = append(out, r)
