@@ -62,3 +62,24 @@ bench_cleanup() {
 }
 
 log() { echo "bench [${SECONDS}s]: $*" >&2; }
+
+# bench_build: builds writ and benchtool into work, sets bt to benchtool
+# and results to an empty results file there, and starts the upstream
+# on 127.0.0.1:PORT (its pid in pids).
+bench_build() {
+  log "building writ and benchtool"
+  go build -o "$work/writ" ./cmd/writ
+  go build -o "$work/benchtool" ./bench/cmd/benchtool
+  bt="$work/benchtool"
+  results="$work/results.tsv"
+  : >"$results"
+  "$bt" upstream -addr "127.0.0.1:$1" &
+  pids+=($!)
+}
+
+stop() { # pid
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+peak_rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }

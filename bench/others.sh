@@ -84,20 +84,8 @@ bench_install dnsperf=dnsperf dig=bind9-dnsutils
 bench_ports_free $up_port $writ_port $coredns_port $blocky_port $http_port
 bench_workdir writ-others
 
-log "building writ and benchtool"
-go build -o "$work/writ" ./cmd/writ
-go build -o "$work/benchtool" ./bench/cmd/benchtool
-bt="$work/benchtool"
-results="$work/results.tsv"
-: >"$results"
+bench_build $up_port
 
-"$bt" upstream -addr "127.0.0.1:$up_port" &
-pids+=($!)
-
-stop() { # pid
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
 
 port_of() {
   case $1 in
@@ -176,7 +164,6 @@ EOF
   pids+=($!)
 }
 
-peak_rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 
 # answer server name: the response code and the answer's records, on one line.
 answer() {

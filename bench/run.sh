@@ -38,15 +38,7 @@ bench_install dnsperf=dnsperf unbound=unbound
 bench_ports_free $up_port $writ_port $unbound_port $http_port
 bench_workdir writ-bench
 
-log "building writ and benchtool"
-go build -o "$work/writ" ./cmd/writ
-go build -o "$work/benchtool" ./bench/cmd/benchtool
-bt="$work/benchtool"
-results="$work/results.tsv"
-: >"$results"
-
-"$bt" upstream -addr "127.0.0.1:$up_port" &
-pids+=($!)
+bench_build $up_port
 
 writ_pid=""
 start_writ() { # data-dir
@@ -54,10 +46,6 @@ start_writ() { # data-dir
     --upstream "127.0.0.1:$up_port" --scope "FR=127.0.0.1/32" --log-level warn 2>>"$work/writ.log" &
   writ_pid=$!
   pids+=($writ_pid)
-}
-stop() { # pid
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
 }
 
 unbound_pid=""
@@ -98,7 +86,6 @@ EOF
   pids+=($unbound_pid)
 }
 
-peak_rss() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 # cpu_ticks pid: the processor time the process has used, user and
 # system, in clock ticks.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
