@@ -44,9 +44,11 @@ func ParseCheckpoint(body []byte) (Checkpoint, error) {
 	if err != nil || (len(lines[1]) > 1 && lines[1][0] == '0') {
 		return Checkpoint{}, fmt.Errorf("checkpoint tree size %q is not a decimal number", lines[1])
 	}
-	root, err := base64.StdEncoding.DecodeString(lines[2])
+	// Strict: the unused bits of the last character must be zero, so
+	// that one root hash has one spelling, the one writ signs.
+	root, err := base64.StdEncoding.Strict().DecodeString(lines[2])
 	if err != nil || len(root) != hasher.Size() {
-		return Checkpoint{}, fmt.Errorf("checkpoint root hash %q is not a base64 SHA-256 hash", lines[2])
+		return Checkpoint{}, fmt.Errorf("checkpoint root hash %q is not a SHA-256 hash in canonical base64", lines[2])
 	}
 	return Checkpoint{Origin: origin, Size: size, Root: root}, nil
 }
