@@ -301,6 +301,21 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("after a release:\n%s", text(a.body))
 	}
 	wantText(t, a, "gate all "+itoa(v-2)+" 3 ")
+
+	// The gate is taken out of service: an operator retires it. A
+	// reviewer is not offered the form, and is refused if it posts it.
+	if a := alice.get(Prefix); strings.Contains(a.body, "/console/points/retire") {
+		t.Error("a reviewer is offered the retire form")
+	}
+	a = alice.follow(alice.form(Prefix+"points/retire", "point", "gate"))
+	wantText(t, a, "may not retire an enforcement point")
+	a = c.follow(c.form(Prefix+"points/retire", "point", "gate"))
+	wantText(t, a, "Enforcement point gate retired: orders no longer wait for it.", "Retired points", "gate: retired at version "+itoa(v-2)+" by ")
+	if strings.Contains(text(a.body), "gate all ") {
+		t.Errorf("the retired gate is still listed in service:\n%s", text(a.body))
+	}
+	a = c.follow(c.form(Prefix+"points/retire", "point", "gate"))
+	wantText(t, a, "not in service")
 }
 
 const base64Root = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="

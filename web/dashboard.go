@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -53,6 +54,7 @@ type dashboardView struct {
 	Blocks          []blockRow
 	BlocksTotal     uint64
 	Points          []pointRow
+	Retired         []policy.Retirement
 	Ledger          *ledgerView
 	PointsError     string
 }
@@ -161,10 +163,21 @@ func (c *Console) dashboardPage(w http.ResponseWriter, r *http.Request, s *sessi
 		v.Points = append(v.Points, row)
 	}
 	slices.SortFunc(v.Points, func(a, b pointRow) int { return strings.Compare(a.Point, b.Point) })
+	if v.Retired, err = reg.RetiredPoints(r.Context()); err != nil {
+		c.cfg.Logger.Error("console: reading retired enforcement points failed", "err", err)
+		v.PointsError = err.Error()
+	}
 
 	if c.src.Ledger != nil {
 		cp, signed := c.src.Ledger.Checkpoint()
 		v.Ledger = &ledgerView{Origin: cp.Origin, Size: cp.Size, Root: base64.StdEncoding.EncodeToString(cp.Root), Note: string(signed)}
 	}
 	c.render(w, r, s, http.StatusOK, "dashboard", "Dashboard", v)
+}
+
+// retirePoint takes an enforcement point out of service (operators).
+func (c *Console) retirePoint(w http.ResponseWriter, r *http.Request, s *session) {
+	point := r.PostForm.Get("point")
+	err := c.src.Registry.RetirePoint(r.Context(), point, s.who)
+	c.done(w, r, s, err, fmt.Sprintf("Enforcement point %s retired: orders no longer wait for it. A receipt for a later policy version puts it back in service.", point), Prefix+"#points")
 }

@@ -63,7 +63,7 @@ func anchor(s string) string {
 // a form is posted; these only keep the pages from offering what would
 // be refused.
 type perms struct {
-	Review, Decide, Suspend, Manage, ReadPrivate bool
+	Review, Decide, Suspend, Manage, ReadPrivate, Retire bool
 }
 
 func permsOf(p access.Principal) perms {
@@ -73,6 +73,7 @@ func permsOf(p access.Principal) perms {
 		Suspend:     p.Can(access.SuspendOrder),
 		Manage:      p.Can(access.ManagePrincipals),
 		ReadPrivate: p.Can(access.ReadPrivate),
+		Retire:      p.Can(access.RetirePoint),
 	}
 }
 

@@ -70,6 +70,8 @@ type Registry interface {
 	Contests(ctx context.Context, orderID string) ([]order.Contest, error)
 	Receipts(ctx context.Context, id string) (*registry.OrderReceipts, error)
 	Points(ctx context.Context) ([]policy.Receipt, error)
+	RetiredPoints(ctx context.Context) ([]policy.Retirement, error)
+	RetirePoint(ctx context.Context, point string, by access.Principal) error
 	CreatePrincipal(ctx context.Context, p access.Principal, by access.Principal) (string, error)
 	Principals(ctx context.Context, by access.Principal) ([]access.Principal, error)
 	DisablePrincipal(ctx context.Context, id string, disabled bool, by access.Principal) error
@@ -222,6 +224,7 @@ func (c *Console) routes() []route {
 		{"POST " + Prefix + "credentials", c.createCredentials},
 		{"POST " + Prefix + "credentials/{id}/disable", c.setDisabled(true)},
 		{"POST " + Prefix + "credentials/{id}/enable", c.setDisabled(false)},
+		{"POST " + Prefix + "points/retire", c.retirePoint},
 	}
 }
 
