@@ -32,6 +32,7 @@ import (
 
 	// The SQLite driver, registered as "sqlite".
 
+	"github.com/writ-project/writ/internal/pace"
 	"github.com/writ-project/writ/internal/sqlitecache"
 	"github.com/writ-project/writ/order"
 )
@@ -494,35 +495,15 @@ func (l *Ledger) Follow(ctx context.Context, src Source, changed func() <-chan s
 	}
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
-	var last time.Time
-	for {
-		if wait := FollowGap - time.Since(last); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-		}
-		last = time.Now()
-		var ch <-chan struct{}
-		if changed != nil {
-			ch = changed()
-		}
+	pace.Follow(ctx, FollowGap, changed, tick.C, func(ctx context.Context) {
 		if n, err := l.Sync(ctx, src); err != nil {
-			if ctx.Err() != nil {
-				return
+			if ctx.Err() == nil {
+				l.log.Error("ledger sync failed; will retry", "err", err, "appended", n)
 			}
-			l.log.Error("ledger sync failed; will retry", "err", err, "appended", n)
 		} else if n > 0 {
 			l.log.Debug("ledger appended entries", "entries", n, "size", l.Size())
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-		case <-tick.C:
-		}
-	}
+	})
 }
 
 type nodeHash struct {

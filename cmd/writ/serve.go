@@ -28,6 +28,7 @@ import (
 	"github.com/writ-project/writ/internal/config"
 	"github.com/writ-project/writ/internal/demo"
 	"github.com/writ-project/writ/internal/localzone"
+	"github.com/writ-project/writ/internal/pace"
 	"github.com/writ-project/writ/ledger"
 	"github.com/writ-project/writ/order"
 	"github.com/writ-project/writ/policy"
@@ -428,30 +429,15 @@ const receiptGap = 100 * time.Millisecond
 // followReceipts records a receipt for point at each policy version the
 // registry publishes, until ctx ends.
 func followReceipts(ctx context.Context, reg *registry.Registry, point string, log *slog.Logger) {
-	var last time.Time
-	for {
-		// Under a stream of changes, at most one receipt every
-		// receiptGap: a receipt for a version stands for the versions
-		// before it, and is recorded no earlier than it was applied.
-		if wait := receiptGap - time.Since(last); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(wait):
-			}
-		}
-		last = time.Now()
-		changed := reg.Policy().Changed()
+	// Under a stream of changes, at most one receipt every receiptGap: a
+	// receipt for a version stands for the versions before it, and is
+	// recorded no earlier than it was applied.
+	pace.Follow(ctx, receiptGap, reg.Policy().Changed, nil, func(ctx context.Context) {
 		v := reg.Policy().Load().Version()
 		if err := reg.Receipt(ctx, policy.Receipt{Point: point, Version: v, At: time.Now()}); err != nil && ctx.Err() == nil {
 			log.Error("recording a receipt failed", "point", point, "version", v, "err", err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changed:
-		}
-	}
+	})
 }
 
 // operatorPrincipal holds the token of the data directory's api-token file.
