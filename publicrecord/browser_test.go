@@ -1,61 +1,28 @@
 package publicrecord
 
 import (
-	"context"
 	"log/slog"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/writ-project/writ/internal/browsertest"
 )
-
-// screenshotDir is where the browser test leaves its screenshots:
-// $WRIT_SCREENSHOTS, or writ-screenshots in the system's temporary
-// directory. Neither is in the repository.
-func screenshotDir(t *testing.T) string {
-	dir := os.Getenv("WRIT_SCREENSHOTS")
-	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "writ-screenshots")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // TestPagesInChromium loads the index and an order page in headless
 // Chromium (Debian's chromium, which test.sh installs), checks that a
 // reader sees the authority and the targets, searches with the form, and
 // saves a screenshot of each page.
 func TestPagesInChromium(t *testing.T) {
-	browser, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is not installed (Debian package chromium; ./test.sh installs it): %v", err)
-	}
+	bctx := browsertest.New(t, 90*time.Second)
 	ts := httptest.NewServer(New(Config{PublicURL: "https://writ.isp.example", Operator: "Example ISP", Logger: slog.New(slog.DiscardHandler)}, sample()))
 	defer ts.Close()
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browser),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.WindowSize(1280, 1000),
-	)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	defer cancelBrowser()
-
-	dir := screenshotDir(t)
+	dir := browsertest.ScreenshotDir(t)
 	visit := func(name, url string, want ...string) string {
 		t.Helper()
 		if err := chromedp.Do(bctx, chromedp.Navigate(url), chromedp.WaitVisible(chromedp.CSS("main"))); err != nil {

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/writ-project/writ/internal/browsertest"
 )
 
 // consoleBrowser is a Chromium tab on a writ node's console.
@@ -34,38 +34,9 @@ type consoleBrowser struct {
 	dir  string
 }
 
-func consoleScreenshotDir(t *testing.T) string {
-	dir := os.Getenv("WRIT_SCREENSHOTS")
-	if dir == "" {
-		dir = filepath.Join(os.TempDir(), "writ-screenshots")
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 func newConsoleBrowser(t *testing.T, base string) *consoleBrowser {
 	t.Helper()
-	path, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatalf("chromium is not installed (Debian package chromium; ./test.sh installs it): %v", err)
-	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.WindowSize(1280, 1000),
-	)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	t.Cleanup(cancel)
-	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
-	t.Cleanup(cancelAlloc)
-	bctx, cancelBrowser := chromedp.NewContext(actx)
-	t.Cleanup(cancelBrowser)
-	return &consoleBrowser{t: t, ctx: bctx, base: base, dir: consoleScreenshotDir(t)}
+	return &consoleBrowser{t: t, ctx: browsertest.New(t, 3*time.Minute), base: base, dir: browsertest.ScreenshotDir(t)}
 }
 
 func (b *consoleBrowser) do(what string, steps ...chromedp.Action[chromedp.Void]) {
